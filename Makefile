@@ -1,0 +1,45 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Every target installs what it needs itself; nothing relies on hand-installed tools.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.deps-stamp
+NODE_STAMP := node_modules/.deps-stamp
+
+.PHONY: demo test lint typecheck pytest bench deps clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+redis-server:
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+
+deps: $(STAMP) $(NODE_STAMP)
+
+demo: deps
+	$(PY) -m uvicorn examples.chat.app:app --host 127.0.0.1 --port 8000
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check rooms tests examples benchmarks
+	$(VENV)/bin/ruff format --check rooms tests examples benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+pytest: deps redis-server
+	$(PY) -m pytest -q
+
+test: lint typecheck pytest
+
+bench: deps
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) node_modules

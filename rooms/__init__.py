@@ -1,0 +1,56 @@
+"""rooms: Socket.IO v5 / Engine.IO v4 as a pure ASGI middleware, on anyio.
+
+A tiny top level::
+
+    server = rooms.Server()
+
+    @server.on("chat")
+    async def chat(socket: rooms.Socket, room: str, text: str) -> str:
+        await socket.to(room).emit("chat", text)
+        return "delivered"
+
+    app = rooms.RoomsMiddleware(your_asgi_app, server=server)
+"""
+
+from rooms.adapter import BroadcastOptions
+from rooms.engine import EngineServer, Session
+from rooms.exceptions import (
+    AckTimeout,
+    BrokerError,
+    ConnectionRefused,
+    Disconnected,
+    OutboxFull,
+    PayloadTooLarge,
+    ProtocolError,
+    RoomsError,
+)
+from rooms.handshake import Handshake
+from rooms.middleware import RoomsMiddleware
+from rooms.namespace import Namespace, ParentNamespace
+from rooms.operators import BroadcastOperator
+from rooms.server import Server
+from rooms.socket import Socket
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AckTimeout",
+    "BroadcastOperator",
+    "BroadcastOptions",
+    "BrokerError",
+    "ConnectionRefused",
+    "Disconnected",
+    "EngineServer",
+    "Handshake",
+    "Namespace",
+    "OutboxFull",
+    "ParentNamespace",
+    "PayloadTooLarge",
+    "ProtocolError",
+    "RoomsError",
+    "RoomsMiddleware",
+    "Server",
+    "Session",
+    "Socket",
+    "__version__",
+]

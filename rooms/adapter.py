@@ -1,0 +1,130 @@
+"""The adapter: which socket is in which room, and local fan-out.
+
+One adapter per namespace, as in Socket.IO. Every socket is in the room named by its own
+id, so "everyone but me" is simply ``except_rooms={my id}``. A broadcast is encoded once by
+the caller; the adapter only appends the same frames to each recipient's outbox, with no
+task and no await per recipient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rooms.protocol.engineio import Frame
+
+if TYPE_CHECKING:
+    from rooms.namespace import Namespace
+    from rooms.socket import Socket
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastOptions:
+    """Who receives a broadcast: members of ``rooms`` (everyone if empty) minus members of
+    ``except_rooms``. ``volatile`` packets may be dropped for slow consumers; ``local`` keeps
+    the broadcast on this process."""
+
+    rooms: frozenset[str] = frozenset()
+    except_rooms: frozenset[str] = frozenset()
+    volatile: bool = False
+    local: bool = False
+
+
+ALL = BroadcastOptions()
+
+
+class Adapter:
+    __slots__ = ("nsp", "rooms", "sids")
+
+    def __init__(self, nsp: Namespace) -> None:
+        self.nsp = nsp
+        self.rooms: dict[str, set[str]] = {}
+        self.sids: dict[str, set[str]] = {}
+
+    # ------------------------------------------------------------------ room index
+
+    def add_all(self, sid: str, rooms: Iterable[str]) -> None:
+        joined = self.sids.get(sid)
+        if joined is None:
+            joined = self.sids[sid] = set()
+        index = self.rooms
+        for room in rooms:
+            if room in joined:
+                continue
+            joined.add(room)
+            members = index.get(room)
+            if members is None:
+                index[room] = {sid}
+            else:
+                members.add(sid)
+
+    def delete(self, sid: str, room: str) -> None:
+        joined = self.sids.get(sid)
+        if joined is not None:
+            joined.discard(room)
+        members = self.rooms.get(room)
+        if members is not None:
+            members.discard(sid)
+            if not members:
+                del self.rooms[room]
+
+    def del_all(self, sid: str) -> None:
+        joined = self.sids.pop(sid, None)
+        if not joined:
+            return
+        index = self.rooms
+        for room in joined:
+            members = index.get(room)
+            if members is not None:
+                members.discard(sid)
+                if not members:
+                    del index[room]
+
+    def socket_rooms(self, sid: str) -> set[str]:
+        return set(self.sids.get(sid, ()))
+
+    # ------------------------------------------------------------------ selection
+
+    def select(self, opts: BroadcastOptions) -> list[str]:
+        """The ids of local sockets a broadcast reaches, as a snapshot.
+
+        A snapshot, because delivering can close a slow consumer, which edits the index.
+        """
+        index = self.rooms
+        if not opts.rooms:
+            sids: Iterable[str] = self.nsp.sockets.keys()
+        elif len(opts.rooms) == 1:
+            (room,) = opts.rooms
+            sids = index.get(room, ())
+        else:
+            sids = set().union(*(index.get(room, ()) for room in opts.rooms))
+        if opts.except_rooms:
+            excluded = set().union(*(index.get(room, ()) for room in opts.except_rooms))
+            return [sid for sid in sids if sid not in excluded]
+        return list(sids)
+
+    def sockets(self, opts: BroadcastOptions) -> list[Socket]:
+        sockets = self.nsp.sockets
+        return [sockets[sid] for sid in self.select(opts) if sid in sockets]
+
+    # ------------------------------------------------------------------ fan-out
+
+    def deliver(self, frames: list[Frame], opts: BroadcastOptions) -> int:
+        """Queue pre-encoded frames on every recipient; returns how many were reached."""
+        sockets = self.nsp.sockets
+        volatile = opts.volatile
+        reached = 0
+        if len(frames) == 1:
+            frame = frames[0]
+            for sid in self.select(opts):
+                socket = sockets.get(sid)
+                if socket is not None and socket.session.send(frame, volatile):
+                    reached += 1
+        else:
+            count = len(frames)
+            for sid in self.select(opts):
+                socket = sockets.get(sid)
+                if socket is not None and socket.session.send_many(frames, count, volatile):
+                    reached += 1
+        return reached

@@ -1,0 +1,327 @@
+"""EngineServer: the Engine.IO v4 endpoint, usable on its own as an ASGI app.
+
+It owns the session table, the handshake checks, the heartbeat task and the callbacks the
+layer above (Socket.IO, or an application using bare Engine.IO) receives.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import anyio
+import anyio.abc
+
+from rooms._types import Clock, Receive, Scope, Send
+from rooms.engine.heartbeat import Heartbeat
+from rooms.engine.session import Session, State
+from rooms.exceptions import RoomsError
+from rooms.protocol.engineio import (
+    PROTOCOL_VERSION,
+    HandshakeError,
+    Packet,
+    PacketType,
+    open_frame,
+)
+
+logger = logging.getLogger("rooms.engine")
+
+ConnectCallback = Callable[[Session], Any]
+MessageCallback = Callable[[Session, "str | bytes"], Any]
+DisconnectCallback = Callable[[Session, str], Any]
+
+TRANSPORTS = ("polling", "websocket")
+
+
+class EngineServer:
+    """An Engine.IO v4 server.
+
+    Mount it directly (``app = EngineServer(on_message=...)``) for bare Engine.IO, or let
+    :class:`rooms.Server` drive it. Callbacks may be plain functions or coroutines:
+
+    - ``on_connect(session)``: return ``False`` to refuse the handshake (403, code 4).
+    - ``on_message(session, data)``: ``data`` is ``str`` or ``bytes``; awaited in order.
+    - ``on_disconnect(session, reason)``: reason as Engine.IO names it (``"transport close"``,
+      ``"transport error"``, ``"ping timeout"``, ``"parse error"``, ``"forced close"``,
+      ``"server shutting down"``).
+
+    Times are seconds (floats); they are advertised to clients in whole milliseconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        on_connect: ConnectCallback | None = None,
+        on_message: MessageCallback | None = None,
+        on_disconnect: DisconnectCallback | None = None,
+        ping_interval: float = 25.0,
+        ping_timeout: float = 20.0,
+        max_payload: int = 1_000_000,
+        transports: Sequence[str] = TRANSPORTS,
+        cors_allowed_origins: str | Iterable[str] | None = None,
+        cors_credentials: bool = True,
+        max_outbox: int = 4096,
+        upgrade_timeout: float = 10.0,
+        clock: Clock | None = None,
+    ) -> None:
+        for name in transports:
+            if name not in TRANSPORTS:
+                raise ValueError(f"expected transports from {TRANSPORTS}, got {name!r}")
+        if ping_interval <= 0 or ping_timeout <= 0:
+            raise ValueError(
+                f"expected positive ping_interval and ping_timeout, got {ping_interval} "
+                f"and {ping_timeout}"
+            )
+        self.on_connect = on_connect
+        self.on_message = on_message
+        self.on_disconnect = on_disconnect
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.max_payload = max_payload
+        self.transports = tuple(transports)
+        self.max_outbox = max_outbox
+        self.upgrade_timeout = upgrade_timeout
+        self.cors_credentials = cors_credentials
+        self.clock: Clock = clock or anyio.current_time
+        self.sessions: dict[str, Session] = {}
+        self.heartbeat = Heartbeat(ping_interval, ping_timeout, self._now)
+        self._origins = _origin_policy(cors_allowed_origins)
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._emptied: anyio.Event | None = None
+        self._message_is_async = False
+        self._refresh_callbacks()
+
+    def _now(self) -> float:
+        return self.clock()
+
+    def _refresh_callbacks(self) -> None:
+        self._message_is_async = inspect.iscoroutinefunction(self.on_message)
+
+    def on(self, event: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator form of the callbacks: ``@engine.on("message")``."""
+        if event not in ("connect", "message", "disconnect"):
+            raise ValueError(f"expected 'connect', 'message' or 'disconnect', got {event!r}")
+
+        def register(func: Callable[..., Any]) -> Callable[..., Any]:
+            setattr(self, f"on_{event}", func)
+            self._refresh_callbacks()
+            return func
+
+        return register
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def running_group(self) -> anyio.abc.TaskGroup:
+        if self._tg is None:
+            raise RoomsError(
+                "expected the server to be running, got a request before startup: mount "
+                "RoomsMiddleware so ASGI lifespan starts it, or use 'async with server.running()'"
+            )
+        return self._tg
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[anyio.abc.TaskGroup]:
+        """Run the heartbeat; on exit close every session with "server shutting down"."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            tg.start_soon(self.heartbeat.run)
+            try:
+                yield tg
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self.shutdown()
+                self._tg = None
+                tg.cancel_scope.cancel()
+
+    async def shutdown(self, grace: float = 1.0) -> None:
+        """Close every session with "server shutting down"; wait up to ``grace`` seconds
+        for transports to carry the close to their clients."""
+        for session in list(self.sessions.values()):
+            session.close("server shutting down")
+        if self.sessions:
+            self._emptied = anyio.Event()
+            with anyio.move_on_after(grace):
+                await self._emptied.wait()
+
+    # ------------------------------------------------------------------ ASGI
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from rooms.engine import polling, websocket
+
+        if scope["type"] == "lifespan":
+            await serve_lifespan(self, receive, send)
+        elif scope["type"] == "http":
+            await polling.handle(self, scope, receive, send)
+        elif scope["type"] == "websocket":
+            await websocket.handle(self, scope, receive, send)
+
+    # ------------------------------------------------------------------ handshake
+
+    def check_request(
+        self, scope: Scope, query: dict[str, str], transport: str
+    ) -> HandshakeError | None:
+        """The checks every request passes before it reaches a session."""
+        if query.get("EIO") != PROTOCOL_VERSION:
+            logger.info("expected EIO=%s, got %r", PROTOCOL_VERSION, query.get("EIO"))
+            return HandshakeError.UNSUPPORTED_PROTOCOL_VERSION
+        requested = query.get("transport")
+        if requested not in self.transports:
+            logger.info("expected a transport from %s, got %r", self.transports, requested)
+            return HandshakeError.UNKNOWN_TRANSPORT
+        if requested != transport:
+            logger.info("expected transport=%s on this request, got %r", transport, requested)
+            return HandshakeError.BAD_REQUEST
+        origin = header(scope, b"origin")
+        if origin is not None and not self.origin_allowed(scope, origin):
+            logger.info("expected an allowed origin, got %r", origin)
+            return HandshakeError.FORBIDDEN
+        return None
+
+    def origin_allowed(self, scope: Scope, origin: str) -> bool:
+        allowed = self._origins
+        if allowed == "*":
+            return True
+        if allowed is None:  # same origin only
+            host = header(scope, b"host")
+            return host is not None and urlsplit(origin).netloc == host
+        assert isinstance(allowed, frozenset)
+        return origin in allowed
+
+    def cors_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        origin = header(scope, b"origin")
+        if origin is None or self._origins is None:
+            return []
+        headers = [(b"access-control-allow-origin", origin.encode("latin-1"))]
+        if self.cors_credentials:
+            headers.append((b"access-control-allow-credentials", b"true"))
+        return headers
+
+    async def open_session(self, scope: Scope, transport: str) -> Session | None:
+        """Create a session and queue its OPEN packet; None if on_connect refused it."""
+        sid = secrets.token_urlsafe(15)
+        session = Session(self, sid, transport, scope, self.max_outbox)
+        upgrades = (
+            ["websocket"] if transport == "polling" and "websocket" in self.transports else []
+        )
+        session.send(
+            open_frame(
+                sid,
+                upgrades,
+                round(self.ping_interval * 1000),
+                round(self.ping_timeout * 1000),
+                self.max_payload,
+            )
+        )
+        self.sessions[sid] = session
+        if self.on_connect is not None:
+            try:
+                accepted = await _maybe_await(self.on_connect(session))
+            except Exception:
+                logger.exception("on_connect callback failed for session %s", sid)
+                accepted = False
+            if accepted is False:
+                del self.sessions[sid]
+                session.state = State.CLOSED
+                return None
+        self.heartbeat.start(session)
+        return session
+
+    # ------------------------------------------------------------------ packets
+
+    async def receive_packet(self, session: Session, packet: Packet) -> None:
+        """Act on one packet from the client (either transport)."""
+        ptype = packet.type
+        if ptype is PacketType.MESSAGE:
+            if self.on_message is not None and not session.closed:
+                if self._message_is_async:
+                    await self.on_message(session, packet.data)
+                else:
+                    self.on_message(session, packet.data)
+        elif ptype is PacketType.PONG:
+            self.heartbeat.pong(session)
+        elif ptype is PacketType.CLOSE:
+            session.close("transport close")
+            if session.transport == "polling" and not session.polling_get:
+                session.finish()  # the client is gone; no poll will come to drain
+        elif ptype is PacketType.NOOP:
+            pass
+        else:
+            logger.info(
+                "session %s: expected MESSAGE, PONG or CLOSE from the client, got %s; ignored",
+                session.sid,
+                ptype.name,
+            )
+
+    # ------------------------------------------------------------------ teardown
+
+    def _session_closed(self, session: Session, reason: str) -> None:
+        if session.transport == "polling" and not session.polling_get:
+            # No poll in flight to carry the CLOSE; keep the session findable for a while.
+            self.heartbeat.reap(session)
+        if self.on_disconnect is not None:
+            try:
+                result = self.on_disconnect(session, reason)
+            except Exception:
+                logger.exception("on_disconnect callback failed for session %s", session.sid)
+                return
+            if inspect.isawaitable(result):
+                self.running_group.start_soon(_guarded, result, session.sid)
+
+    def _session_finished(self, session: Session) -> None:
+        if self.sessions.get(session.sid) is session:
+            del self.sessions[session.sid]
+            if not self.sessions and self._emptied is not None:
+                self._emptied.set()
+
+
+async def _guarded(awaitable: Awaitable[Any], sid: str) -> None:
+    try:
+        await awaitable
+    except Exception:
+        logger.exception("on_disconnect callback failed for session %s", sid)
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")  # type: ignore[no-any-return]
+    return None
+
+
+def parse_query(scope: Scope) -> dict[str, str]:
+    raw = scope.get("query_string", b"")
+    return dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True)) if raw else {}
+
+
+async def serve_lifespan(server: Any, receive: Receive, send: Send) -> None:
+    """Answer ASGI lifespan for an app that is only ``server`` (no app behind it)."""
+    async with server.running():
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            return
+        await send({"type": "lifespan.startup.complete"})
+        message = await receive()
+        await server.shutdown()
+        if message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+
+
+def _origin_policy(allowed: str | Iterable[str] | None) -> frozenset[str] | str | None:
+    """None: same origin only; "*": any origin; else the exact origins listed."""
+    if allowed is None or allowed == "*":
+        return allowed
+    if isinstance(allowed, str):
+        return frozenset((allowed,))
+    return frozenset(allowed)

@@ -1,0 +1,50 @@
+"""Handlers: a user's function, its signature inspected once, called the cheap way."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from rooms.exceptions import ProtocolError
+
+
+class Handler:
+    """A registered handler: ``func(socket, *args)``, sync or async.
+
+    Extra arguments from the peer are dropped (as JavaScript ignores them); too few is a
+    :class:`ProtocolError` naming what was expected, so a bad client cannot crash a handler
+    with a ``TypeError``.
+    """
+
+    __slots__ = ("func", "is_async", "max_args", "min_args", "name")
+
+    def __init__(self, func: Callable[..., Any], leading: int = 1) -> None:
+        self.func = func
+        self.name = getattr(func, "__qualname__", repr(func))
+        self.is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+            getattr(func, "__call__", None)  # noqa: B004 - async callable objects
+        )
+        signature = inspect.signature(func)
+        params = list(signature.parameters.values())
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if any(p.kind is p.VAR_POSITIONAL for p in params):
+            self.max_args: int | None = None
+        else:
+            self.max_args = max(len(positional) - leading, 0)
+        required = [p for p in positional if p.default is p.empty]
+        self.min_args = max(len(required) - leading, 0)
+        if len(positional) < leading and self.max_args is not None:
+            raise TypeError(
+                f"expected {self.name} to accept at least {leading} positional argument(s) "
+                f"(the socket first), got the signature {signature}"
+            )
+
+    def args_for(self, args: list[Any]) -> list[Any]:
+        if len(args) < self.min_args:
+            raise ProtocolError(
+                f"expected at least {self.min_args} argument(s) for {self.name}, got {len(args)}"
+            )
+        if self.max_args is not None and len(args) > self.max_args:
+            return args[: self.max_args]
+        return args

@@ -1,0 +1,327 @@
+"""Namespace: handlers, connect middlewares, its sockets, and dynamic namespaces.
+
+Handlers are ``func(socket, *args)``, sync or async; the return value is the ack. Special
+events: ``"connect"`` (``func(socket, auth)``; return False or raise
+:class:`~rooms.ConnectionRefused` to refuse), ``"disconnect"`` (``func(socket, reason)``) and
+``"*"`` (catch-all for events with no handler: ``func(socket, event, *args)``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from rooms.acks import ack_args
+from rooms.adapter import ALL, Adapter, BroadcastOptions
+from rooms.exceptions import ConnectionRefused, ProtocolError
+from rooms.handlers import Handler
+from rooms.operators import BroadcastOperator, room_set
+from rooms.protocol import socketio as sio
+from rooms.socket import Socket
+
+if TYPE_CHECKING:
+    from rooms.connection import Connection
+    from rooms.server import Server
+
+logger = logging.getLogger("rooms")
+
+F = TypeVar("F", bound=Callable[..., Any])
+Middleware = Callable[[Socket], Awaitable[None] | None]
+NamespaceMatcher = re.Pattern[str] | Callable[[str, dict[str, Any]], Awaitable[bool] | bool]
+
+SPECIAL_EVENTS = ("connect", "disconnect", "*")
+
+
+class _Registry:
+    """Handlers shared by a namespace, or by every child of a dynamic namespace."""
+
+    __slots__ = ("catch_all", "connect", "disconnect", "events", "middlewares")
+
+    def __init__(self) -> None:
+        self.events: dict[str, Handler] = {}
+        self.connect: Handler | None = None
+        self.disconnect: Handler | None = None
+        self.catch_all: Handler | None = None
+        self.middlewares: list[Middleware] = []
+
+    def add(self, event: str, func: Callable[..., Any]) -> None:
+        if event == "connect":
+            self.connect = Handler(func)
+        elif event == "disconnect":
+            self.disconnect = Handler(func)
+        elif event == "*":
+            self.catch_all = Handler(func, leading=2)
+        else:
+            self.events[event] = Handler(func)
+
+
+class _Handlers:
+    """``on`` / ``event`` / ``use``, shared by static and dynamic namespaces."""
+
+    _registry: _Registry
+
+    def on(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
+        """Register a handler: ``@nsp.on("chat")`` or ``nsp.on("chat", func)``."""
+        if not isinstance(event, str) or not event:
+            raise TypeError(f"expected an event name, got {event!r}")
+
+        def register(func: F) -> F:
+            self._registry.add(event, func)
+            return func
+
+        if handler is not None:
+            register(handler)
+            return handler
+        return register
+
+    def event(self, func: F) -> F:
+        """Register ``func`` under its own name: ``@nsp.event async def chat(...)``."""
+        self._registry.add(func.__name__, func)
+        return func
+
+    def use(self, middleware: Middleware) -> Middleware:
+        """Add a connect middleware ``mw(socket)``; raise ConnectionRefused to refuse."""
+        self._registry.middlewares.append(middleware)
+        return middleware
+
+
+class Namespace(_Handlers):
+    """A Socket.IO namespace. Obtained from ``server.of(name)``."""
+
+    def __init__(
+        self,
+        server: Server,
+        name: str,
+        registry: _Registry | None = None,
+        parent: ParentNamespace | None = None,
+    ) -> None:
+        self.server = server
+        self.name = name
+        self.sockets: dict[str, Socket] = {}
+        self.adapter = Adapter(self)
+        self.parent = parent
+        self._registry = registry or _Registry()
+        self._ack_seq = 0
+
+    def __repr__(self) -> str:
+        return f"<Namespace {self.name} sockets={len(self.sockets)}>"
+
+    def next_ack_id(self) -> int:
+        self._ack_seq += 1
+        return self._ack_seq
+
+    # ------------------------------------------------------------------ broadcasting
+
+    def _op(self, opts: BroadcastOptions = ALL) -> BroadcastOperator:
+        return BroadcastOperator(self, opts)
+
+    def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        return self._op(BroadcastOptions(rooms=room_set(*rooms)))
+
+    in_ = to
+
+    def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        return self._op(BroadcastOptions(except_rooms=room_set(*rooms)))
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        return self._op().volatile
+
+    @property
+    def local(self) -> BroadcastOperator:
+        return self._op().local
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        return self._op().timeout(seconds)
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Send to every socket of this namespace."""
+        await self._op().emit(event, *args)
+
+    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        return await self._op().emit_with_ack(event, *args)
+
+    async def fetch_sockets(self) -> list[Socket]:
+        return await self._op().fetch_sockets()
+
+    async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
+        await self._op().sockets_join(*rooms)
+
+    async def sockets_leave(self, *rooms: str | Iterable[str]) -> None:
+        await self._op().sockets_leave(*rooms)
+
+    async def disconnect_sockets(self, close: bool = False) -> None:
+        await self._op().disconnect_sockets(close)
+
+    # ------------------------------------------------------------------ connecting
+
+    async def connect(self, conn: Connection, auth: dict[str, Any]) -> None:
+        """Run middlewares and the connect handler; answer CONNECT or CONNECT_ERROR."""
+        socket = Socket(self, conn, secrets.token_urlsafe(15), auth)
+        registry = self._registry
+        admitted = False
+        try:
+            for middleware in registry.middlewares:
+                outcome = middleware(socket)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            if conn.session.closed:
+                return
+            # In the index before the connect handler runs, so it can join rooms.
+            self.sockets[socket.id] = socket
+            self.adapter.add_all(socket.id, (socket.id,))
+            admitted = True
+            handler = registry.connect
+            if handler is not None:
+                args = handler.args_for([auth])
+                result = handler.func(socket, *args)
+                if inspect.isawaitable(result):
+                    result = await result
+                if result is False:
+                    raise ConnectionRefused()
+        except ConnectionRefused as exc:
+            self._refuse(conn, socket, admitted, exc.to_payload())
+            return
+        except Exception:
+            logger.exception("connect handler for %s failed", self.name)
+            self._refuse(conn, socket, admitted, {"message": "Internal server error"})
+            return
+        finally:
+            conn.connecting.discard(self.name)
+        if conn.session.closed:
+            self._forget(socket)
+            return
+        socket.connected = True
+        conn.sockets[self.name] = socket
+        pending = socket._pending or []
+        socket._pending = None
+        reply = {"sid": socket.id}
+        if socket.pid is not None:
+            reply["pid"] = socket.pid
+        socket._send_packet(sio.Packet(sio.PacketType.CONNECT, self.name, reply))
+        if pending:
+            socket._write(pending)
+
+    def _refuse(
+        self, conn: Connection, socket: Socket, admitted: bool, payload: dict[str, Any]
+    ) -> None:
+        socket._pending = None
+        if admitted:
+            self._forget(socket)
+        conn.send_packet(sio.Packet(sio.PacketType.CONNECT_ERROR, self.name, payload))
+
+    def _forget(self, socket: Socket) -> None:
+        self.sockets.pop(socket.id, None)
+        self.adapter.del_all(socket.id)
+        self._maybe_drop_child()
+
+    def _maybe_drop_child(self) -> None:
+        if self.parent is not None and not self.sockets:
+            self.server._drop_child(self)
+
+    # ------------------------------------------------------------------ events
+
+    def on_event(self, socket: Socket, packet: sio.Packet) -> None:
+        data: list[Any] = packet.data
+        registry = self._registry
+        handler = registry.events.get(data[0])
+        args = data[1:]
+        if handler is None:
+            handler = registry.catch_all
+            if handler is None:
+                return
+            args = data
+        try:
+            call_args = handler.args_for(args)
+        except ProtocolError as exc:
+            logger.info("socket %s: %s; event ignored", socket.id, exc)
+            return
+        if handler.is_async:
+            self.server.spawn(self._run_handler, handler, socket, call_args, packet.id)
+            return
+        try:
+            result = handler.func(socket, *call_args)
+        except Exception:
+            logger.exception("handler %s failed", handler.name)
+            return
+        if packet.id is not None and socket.connected:
+            socket._send_packet(
+                sio.Packet(sio.PacketType.ACK, self.name, ack_args(result), packet.id)
+            )
+
+    async def _run_handler(
+        self, handler: Handler, socket: Socket, args: list[Any], ack_id: int | None
+    ) -> None:
+        try:
+            result = await handler.func(socket, *args)
+        except Exception:
+            logger.exception("handler %s failed", handler.name)
+            return
+        if ack_id is not None and socket.connected:
+            socket._send_packet(sio.Packet(sio.PacketType.ACK, self.name, ack_args(result), ack_id))
+
+    # ------------------------------------------------------------------ leaving
+
+    def remove(self, socket: Socket, reason: str) -> None:
+        """A socket left: run the disconnect handler with its rooms intact, then forget it."""
+        self.sockets.pop(socket.id, None)
+        handler = self._registry.disconnect
+        if handler is None:
+            self._forget(socket)
+            return
+        args = [reason][: handler.max_args] if handler.max_args is not None else [reason]
+        if handler.is_async:
+            self.server.spawn(self._run_disconnect, handler, socket, args)
+            return
+        try:
+            handler.func(socket, *args)
+        except Exception:
+            logger.exception("disconnect handler %s failed", handler.name)
+        finally:
+            self._forget(socket)
+
+    async def _run_disconnect(self, handler: Handler, socket: Socket, args: list[Any]) -> None:
+        try:
+            await handler.func(socket, *args)
+        except Exception:
+            logger.exception("disconnect handler %s failed", handler.name)
+        finally:
+            self._forget(socket)
+
+
+class ParentNamespace(_Handlers):
+    """A dynamic namespace: children are created for every name the matcher accepts.
+
+    Handlers registered here apply to every child; emitting here reaches every child.
+    """
+
+    def __init__(self, server: Server, matcher: NamespaceMatcher) -> None:
+        self.server = server
+        self.matcher = matcher
+        self._registry = _Registry()
+        self.children: dict[str, Namespace] = {}
+
+    def __repr__(self) -> str:
+        return f"<ParentNamespace {self.matcher!r} children={len(self.children)}>"
+
+    async def matches(self, name: str, auth: dict[str, Any]) -> bool:
+        if isinstance(self.matcher, re.Pattern):
+            return self.matcher.fullmatch(name) is not None
+        result = self.matcher(name, auth)
+        if inspect.isawaitable(result):
+            result = await result
+        return bool(result)
+
+    def child(self, name: str) -> Namespace:
+        nsp = self.children.get(name)
+        if nsp is None:
+            nsp = self.children[name] = Namespace(self.server, name, self._registry, self)
+        return nsp
+
+    async def emit(self, event: str, *args: Any) -> None:
+        for nsp in list(self.children.values()):
+            await nsp.emit(event, *args)

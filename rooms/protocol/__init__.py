@@ -1,0 +1,1 @@
+"""Sans-I/O codecs: pure functions and frozen dataclasses, no anyio and no ASGI."""

@@ -1,0 +1,239 @@
+"""Socket.IO v5 packets: ``<type>[<n>-][<nsp>,][<id>][json]`` plus binary attachments.
+
+Binary values anywhere in the data are replaced by ``{"_placeholder": true, "num": n}`` and
+sent as ``n`` extra binary messages after the text one (Socket.IO v5 spec, "Packet encoding").
+The namespace ``/`` is implicit on the wire.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rooms.exceptions import ProtocolError
+
+# Event names the client library keeps for itself; a peer may not send them as events.
+RESERVED_EVENTS = frozenset(
+    {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
+)
+
+dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+"""Compact JSON, as JavaScript's ``JSON.stringify`` writes it."""
+
+
+class PacketType(enum.IntEnum):
+    CONNECT = 0
+    DISCONNECT = 1
+    EVENT = 2
+    ACK = 3
+    CONNECT_ERROR = 4
+    BINARY_EVENT = 5
+    BINARY_ACK = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """A complete Socket.IO packet, attachments already put back in place."""
+
+    type: PacketType
+    nsp: str = "/"
+    data: Any = None
+    id: int | None = None
+    # Only set on decoded packets: how many binary attachments the packet arrived with.
+    attachments: int = field(default=0, compare=False)
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def _has_binary(value: Any) -> bool:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return True
+    if isinstance(value, list | tuple):
+        return any(_has_binary(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_binary(v) for v in value.values())
+    return False
+
+
+def _deconstruct(value: Any, buffers: list[bytes]) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        buffers.append(bytes(value))
+        return {"_placeholder": True, "num": len(buffers) - 1}
+    if isinstance(value, list | tuple):
+        return [_deconstruct(v, buffers) for v in value]
+    if isinstance(value, dict):
+        return {k: _deconstruct(v, buffers) for k, v in value.items()}
+    return value
+
+
+def _header(ptype: int, nsp: str, ack_id: int | None, attachments: int = 0) -> str:
+    head = str(ptype)
+    if attachments:
+        head += f"{attachments}-"
+    if nsp != "/":
+        head += nsp + ","
+    if ack_id is not None:
+        head += str(ack_id)
+    return head
+
+
+def encode(packet: Packet) -> list[str | bytes]:
+    """Encode a packet as one text message followed by its binary attachments."""
+    ptype = packet.type
+    data = packet.data
+    if ptype in (PacketType.EVENT, PacketType.ACK) and _has_binary(data):
+        buffers: list[bytes] = []
+        data = _deconstruct(data, buffers)
+        binary_type = (
+            PacketType.BINARY_EVENT if ptype == PacketType.EVENT else PacketType.BINARY_ACK
+        )
+        head = _header(binary_type, packet.nsp, packet.id, len(buffers))
+        return [head + dumps(data), *buffers]
+    head = _header(ptype, packet.nsp, packet.id)
+    if data is None:
+        return [head]
+    return [head + dumps(data)]
+
+
+def encode_event(
+    nsp: str, event: str, args: Sequence[Any], ack_id: int | None = None
+) -> list[str | bytes]:
+    """Encode ``emit(event, *args)``; the hot path of every emit and broadcast."""
+    return encode(Packet(PacketType.EVENT, nsp, [event, *args], ack_id))
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+class Decoder:
+    """Turns Engine.IO message payloads back into packets, one connection at a time.
+
+    A binary packet announces ``n`` attachments in its text message; the next ``n`` binary
+    messages belong to it. :meth:`feed` returns ``None`` while attachments are outstanding.
+    """
+
+    __slots__ = ("_buffers", "_pending")
+
+    def __init__(self) -> None:
+        self._pending: Packet | None = None
+        self._buffers: list[bytes] = []
+
+    @property
+    def awaiting_attachments(self) -> bool:
+        return self._pending is not None
+
+    def feed(self, message: str | bytes) -> Packet | None:
+        if isinstance(message, bytes):
+            return self._feed_binary(message)
+        if self._pending is not None:
+            raise ProtocolError(
+                f"expected {self._pending.attachments - len(self._buffers)} more binary "
+                f"attachment(s), got a text message {message[:32]!r}"
+            )
+        packet = decode_text(message)
+        if packet.attachments:
+            self._pending = packet
+            self._buffers = []
+            return None
+        return packet
+
+    def _feed_binary(self, message: bytes) -> Packet | None:
+        pending = self._pending
+        if pending is None:
+            raise ProtocolError(
+                f"expected a text Socket.IO packet, got {len(message)} bytes of binary data "
+                "that no binary packet announced"
+            )
+        self._buffers.append(message)
+        if len(self._buffers) < pending.attachments:
+            return None
+        data = _reconstruct(pending.data, self._buffers)
+        self._pending = None
+        self._buffers = []
+        plain = PacketType.EVENT if pending.type == PacketType.BINARY_EVENT else PacketType.ACK
+        return Packet(plain, pending.nsp, data, pending.id, pending.attachments)
+
+
+def _reconstruct(value: Any, buffers: list[bytes]) -> Any:
+    if isinstance(value, list):
+        return [_reconstruct(v, buffers) for v in value]
+    if isinstance(value, dict):
+        if value.get("_placeholder") is True and len(value) == 2:
+            num = value.get("num")
+            if not isinstance(num, int) or isinstance(num, bool) or not 0 <= num < len(buffers):
+                raise ProtocolError(
+                    f"expected an attachment index 0-{len(buffers) - 1}, got {num!r}"
+                )
+            return buffers[num]
+        return {k: _reconstruct(v, buffers) for k, v in value.items()}
+    return value
+
+
+def decode_text(text: str) -> Packet:
+    """Decode the text part of a packet; attachments, if any, are left as placeholders."""
+    if not text or not "0" <= text[0] <= "6":
+        raise ProtocolError(f"expected a Socket.IO packet type digit 0-6, got {text[:32]!r}")
+    ptype = PacketType(ord(text[0]) - 48)
+    i = 1
+    n = len(text)
+    attachments = 0
+    if ptype in (PacketType.BINARY_EVENT, PacketType.BINARY_ACK):
+        dash = text.find("-", i)
+        count = text[i:dash] if dash != -1 else ""
+        if not count.isdigit() or not count.isascii():
+            raise ProtocolError(
+                f"expected '<attachments>-' after binary packet type, got {text[:32]!r}"
+            )
+        attachments = int(count)
+        if attachments < 1:
+            raise ProtocolError(f"expected at least one attachment, got {attachments}")
+        i = dash + 1
+    nsp = "/"
+    if i < n and text[i] == "/":
+        comma = text.find(",", i)
+        end = comma if comma != -1 else n
+        nsp = text[i:end]
+        i = end + 1 if comma != -1 else n
+    start = i
+    while i < n and "0" <= text[i] <= "9":
+        i += 1
+    ack_id = int(text[start:i]) if i > start else None
+    data: Any = None
+    if i < n:
+        try:
+            data = json.loads(text[i:])
+        except (ValueError, RecursionError):
+            raise ProtocolError(
+                f"expected JSON after the packet header, got {text[i : i + 32]!r}"
+            ) from None
+    _validate(ptype, data, ack_id, text)
+    return Packet(ptype, nsp, data, ack_id, attachments)
+
+
+def _validate(ptype: PacketType, data: Any, ack_id: int | None, text: str) -> None:
+    if ptype == PacketType.CONNECT:
+        ok = data is None or isinstance(data, dict)
+        expected = "an object or nothing"
+    elif ptype == PacketType.DISCONNECT:
+        ok = data is None
+        expected = "no data"
+    elif ptype in (PacketType.EVENT, PacketType.BINARY_EVENT):
+        ok = (
+            isinstance(data, list)
+            and len(data) > 0
+            and isinstance(data[0], str)
+            and data[0] not in RESERVED_EVENTS
+        )
+        expected = "an array whose first item is a non-reserved event name"
+    elif ptype in (PacketType.ACK, PacketType.BINARY_ACK):
+        ok = isinstance(data, list) and ack_id is not None
+        expected = "an ack id and an array"
+    else:  # CONNECT_ERROR
+        ok = isinstance(data, dict | str)
+        expected = "an object or a string"
+    if not ok:
+        raise ProtocolError(f"expected {expected} in a {ptype.name} packet, got {text[:48]!r}")

@@ -1,0 +1,227 @@
+"""Server: configuration, namespaces and lifecycle. It owns one task group."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, overload
+
+from rooms._types import Clock, Receive, Scope, Send
+from rooms.connection import Connection
+from rooms.engine.server import EngineServer, serve_lifespan
+from rooms.engine.session import Session
+from rooms.namespace import Namespace, NamespaceMatcher, ParentNamespace
+from rooms.operators import BroadcastOperator
+from rooms.protocol import socketio as sio
+from rooms.socket import Socket
+
+logger = logging.getLogger("rooms")
+
+INVALID_NAMESPACE = {"message": "Invalid namespace"}
+
+
+class Server:
+    """A Socket.IO v5 server.
+
+    Mount it with :class:`rooms.RoomsMiddleware`. Handlers live on namespaces; the main
+    namespace ``"/"`` is reachable through the server itself (``server.on``,
+    ``server.emit``, ``server.to(...)``).
+
+    Times are in seconds. ``ack_timeout`` is the default wait of every ``emit_with_ack``.
+    ``max_outbox`` bounds each connection's queue (see :mod:`rooms.engine.session` for the
+    slow-consumer policy).
+    """
+
+    def __init__(
+        self,
+        *,
+        ping_interval: float = 25.0,
+        ping_timeout: float = 20.0,
+        max_payload: int = 1_000_000,
+        transports: Sequence[str] = ("polling", "websocket"),
+        cors_allowed_origins: str | Iterable[str] | None = None,
+        max_outbox: int = 4096,
+        ack_timeout: float = 30.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.ack_timeout = ack_timeout
+        self.engine = EngineServer(
+            on_connect=self._engine_connect,
+            on_message=self._engine_message,
+            on_disconnect=self._engine_disconnect,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            max_payload=max_payload,
+            transports=transports,
+            cors_allowed_origins=cors_allowed_origins,
+            max_outbox=max_outbox,
+            clock=clock,
+        )
+        self._namespaces: dict[str, Namespace] = {}
+        self._parents: list[ParentNamespace] = []
+        self.main = self.of("/")
+
+    def __repr__(self) -> str:
+        return f"<Server namespaces={sorted(self._namespaces)}>"
+
+    # ------------------------------------------------------------------ namespaces
+
+    @overload
+    def of(self, name: str) -> Namespace: ...
+    @overload
+    def of(
+        self, name: re.Pattern[str] | Callable[[str, dict[str, Any]], Any]
+    ) -> ParentNamespace: ...
+
+    def of(self, name: str | NamespaceMatcher) -> Namespace | ParentNamespace:
+        """The namespace ``name`` (created on first use), or a dynamic namespace that
+        accepts every name a regex fully matches or a callable ``(name, auth)`` approves."""
+        if isinstance(name, str):
+            if not name.startswith("/"):
+                raise ValueError(f"expected a namespace name starting with '/', got {name!r}")
+            nsp = self._namespaces.get(name)
+            if nsp is None:
+                nsp = self._namespaces[name] = Namespace(self, name)
+            return nsp
+        parent = ParentNamespace(self, name)
+        self._parents.append(parent)
+        return parent
+
+    @property
+    def namespaces(self) -> dict[str, Namespace]:
+        return dict(self._namespaces)
+
+    def _drop_child(self, nsp: Namespace) -> None:
+        if self._namespaces.get(nsp.name) is nsp and nsp.parent is not None:
+            del self._namespaces[nsp.name]
+            nsp.parent.children.pop(nsp.name, None)
+
+    # Handlers and broadcasts on the main namespace.
+    def on(
+        self, event: str, handler: Callable[..., Any] | None = None, namespace: str = "/"
+    ) -> Any:
+        """Register a handler on ``namespace``: ``@server.on("chat")``."""
+        return self.of(namespace).on(event, handler)
+
+    def event(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        return self.main.event(func)
+
+    def use(self, middleware: Callable[[Socket], Awaitable[None] | None]) -> Any:
+        return self.main.use(middleware)
+
+    def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        return self.main.to(*rooms)
+
+    in_ = to
+
+    def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        return self.main.except_(*rooms)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        return self.main.volatile
+
+    @property
+    def local(self) -> BroadcastOperator:
+        return self.main.local
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        return self.main.timeout(seconds)
+
+    async def emit(
+        self,
+        event: str,
+        *args: Any,
+        to: str | Iterable[str] | None = None,
+        except_: str | Iterable[str] | None = None,
+        namespace: str = "/",
+    ) -> None:
+        """Emit from anywhere (handlers, HTTP routes, background tasks)."""
+        op = self.of(namespace).to(to) if to is not None else self.of(namespace).except_()
+        if except_ is not None:
+            op = op.except_(except_)
+        await op.emit(event, *args)
+
+    async def fetch_sockets(self) -> list[Socket]:
+        return await self.main.fetch_sockets()
+
+    async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
+        await self.main.sockets_join(*rooms)
+
+    async def sockets_leave(self, *rooms: str | Iterable[str]) -> None:
+        await self.main.sockets_leave(*rooms)
+
+    async def disconnect_sockets(self, close: bool = False) -> None:
+        await self.main.disconnect_sockets(close)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Server]:
+        """Run the server (heartbeat, handler tasks) for the duration of the block.
+
+        :class:`rooms.RoomsMiddleware` does this from ASGI lifespan; on exit every
+        connection closes with reason ``"server shutting down"``.
+        """
+        async with self.engine.running():
+            yield self
+
+    async def shutdown(self) -> None:
+        """Close every connection with reason "server shutting down"."""
+        await self.engine.shutdown()
+
+    def spawn(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        """Run ``func(*args)`` in the server's task group."""
+        self.engine.running_group.start_soon(func, *args)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await serve_lifespan(self, receive, send)
+        else:
+            await self.engine(scope, receive, send)
+
+    # ------------------------------------------------------------------ engine callbacks
+
+    def _engine_connect(self, session: Session) -> None:
+        session.upper = Connection(self, session)
+
+    def _engine_message(self, session: Session, data: str | bytes) -> None:
+        session.upper.on_message(data)
+
+    def _engine_disconnect(self, session: Session, reason: str) -> None:
+        conn: Connection | None = session.upper
+        if conn is not None:
+            conn.closed(reason)
+
+    def _connect(self, conn: Connection, name: str, auth: Any) -> None:
+        if not isinstance(auth, dict):
+            auth = {}
+        nsp = self._namespaces.get(name)
+        if nsp is not None:
+            self.spawn(nsp.connect, conn, auth)
+        elif self._parents:
+            self.spawn(self._connect_dynamic, conn, name, auth)
+        else:
+            self._invalid_namespace(conn, name)
+
+    async def _connect_dynamic(self, conn: Connection, name: str, auth: dict[str, Any]) -> None:
+        for parent in self._parents:
+            try:
+                matched = await parent.matches(name, auth)
+            except Exception:
+                logger.exception("namespace matcher %r failed", parent.matcher)
+                matched = False
+            if matched:
+                nsp = self._namespaces.get(name)
+                if nsp is None:
+                    nsp = self._namespaces[name] = parent.child(name)
+                await nsp.connect(conn, auth)
+                return
+        self._invalid_namespace(conn, name)
+
+    def _invalid_namespace(self, conn: Connection, name: str) -> None:
+        logger.info("session %s: expected a known namespace, got %r", conn.session.sid, name)
+        conn.connecting.discard(name)
+        conn.send_packet(sio.Packet(sio.PacketType.CONNECT_ERROR, name, INVALID_NAMESPACE))

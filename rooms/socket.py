@@ -1,0 +1,175 @@
+"""Socket: one client connected to one namespace. Handed to handlers; never constructed
+by users."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from rooms.acks import AckWaiter, PendingAcks, ack_value, disconnected
+from rooms.adapter import BroadcastOptions
+from rooms.engine.session import Session
+from rooms.exceptions import Disconnected
+from rooms.handshake import Handshake
+from rooms.operators import BroadcastOperator, room_set
+from rooms.protocol import engineio
+from rooms.protocol import socketio as sio
+
+if TYPE_CHECKING:
+    from rooms.connection import Connection
+    from rooms.namespace import Namespace
+
+logger = logging.getLogger("rooms")
+
+
+class Socket:
+    """A client's connection to one namespace.
+
+    ``data`` is yours to fill; ``handshake`` tells how the client connected;
+    ``recovered`` is True when connection state recovery restored this socket.
+    """
+
+    __slots__ = (
+        "_acks",
+        "_pending",
+        "conn",
+        "connected",
+        "data",
+        "handshake",
+        "id",
+        "nsp",
+        "pid",
+        "recovered",
+        "session",
+    )
+
+    def __init__(self, nsp: Namespace, conn: Connection, sid: str, auth: dict[str, Any]) -> None:
+        self.nsp = nsp
+        self.conn = conn
+        self.session: Session = conn.session
+        self.id = sid
+        self.pid: str | None = None
+        self.handshake = Handshake(conn.session.scope, auth)
+        self.data: dict[str, Any] = {}
+        self.connected = False
+        self.recovered = False
+        self._acks = PendingAcks()
+        # Frames emitted before the CONNECT reply went out wait here (see Namespace.connect).
+        self._pending: list[engineio.Frame] | None = []
+
+    def __repr__(self) -> str:
+        return f"<Socket {self.id} {self.nsp.name}>"
+
+    @property
+    def rooms(self) -> set[str]:
+        """The rooms this socket is in (a copy), its own id room included."""
+        return self.nsp.adapter.socket_rooms(self.id)
+
+    # ------------------------------------------------------------------ sending
+
+    def _write(self, frames: list[engineio.Frame], volatile: bool = False) -> bool:
+        pending = self._pending
+        if pending is not None:
+            pending.extend(frames)
+            return True
+        if len(frames) == 1:
+            return self.session.send(frames[0], volatile)
+        return self.session.send_many(frames, len(frames), volatile)
+
+    def _send_packet(self, packet: sio.Packet) -> bool:
+        return self._write([engineio.message_frame(f) for f in sio.encode(packet)])
+
+    async def emit(self, event: str, *args: Any, volatile: bool = False) -> None:
+        """Send ``event`` with ``args`` to this client. Bytes anywhere travel as binary."""
+        self._check_connected()
+        frames = [engineio.message_frame(f) for f in sio.encode_event(self.nsp.name, event, args)]
+        self._write(frames, volatile)
+
+    async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
+        """Send ``event`` and wait for the client's acknowledgement.
+
+        Returns the ack's argument (a tuple if several, None if none). Raises
+        :class:`~rooms.AckTimeout` after ``timeout`` seconds (default: the server's
+        ``ack_timeout``) and :class:`~rooms.Disconnected` if the socket goes away first.
+        """
+        self._check_connected()
+        waiter = AckWaiter()
+        ack_id = self.nsp.next_ack_id()
+        self._acks.register(ack_id, waiter)
+        frames = [
+            engineio.message_frame(f) for f in sio.encode_event(self.nsp.name, event, args, ack_id)
+        ]
+        self._write(frames)
+        try:
+            args_ = await waiter.wait(
+                self.nsp.server.ack_timeout if timeout is None else timeout,
+                f"{event!r} to {self.id}",
+            )
+        finally:
+            self._acks.discard(ack_id)
+        return ack_value(args_)
+
+    call = emit_with_ack
+    """``call`` is python-socketio's name for emit-and-wait."""
+
+    def _check_connected(self) -> None:
+        if not self.connected and self._pending is None:
+            raise Disconnected(f"socket {self.id} on {self.nsp.name} is disconnected")
+
+    # ------------------------------------------------------------------ rooms
+
+    async def join(self, rooms: str | Iterable[str]) -> None:
+        """Join one room or several."""
+        self.nsp.adapter.add_all(self.id, room_set(rooms))
+
+    async def leave(self, room: str) -> None:
+        self.nsp.adapter.delete(self.id, room)
+
+    def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Broadcast to ``rooms``, excluding this socket (as ``socket.to`` does in JS)."""
+        return BroadcastOperator(
+            self.nsp, BroadcastOptions(rooms=room_set(*rooms), except_rooms=frozenset((self.id,)))
+        )
+
+    in_ = to
+
+    def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        return BroadcastOperator(
+            self.nsp, BroadcastOptions(except_rooms=room_set(*rooms) | {self.id})
+        )
+
+    @property
+    def broadcast(self) -> BroadcastOperator:
+        """Everyone in the namespace but this socket."""
+        return BroadcastOperator(self.nsp, BroadcastOptions(except_rooms=frozenset((self.id,))))
+
+    # ------------------------------------------------------------------ disconnect
+
+    async def disconnect(self, close: bool = False) -> None:
+        """Disconnect from this namespace; with ``close=True`` drop the whole connection."""
+        if not self.connected:
+            return
+        self._send_packet(sio.Packet(sio.PacketType.DISCONNECT, self.nsp.name))
+        self.conn.remove(self)
+        self._closed("server namespace disconnect")
+        if close:
+            self.conn.close("forced server close")
+
+    def _closed(self, reason: str) -> None:
+        """The socket is gone (whatever the cause): fail acks, run handlers, leave rooms."""
+        if not self.connected:
+            return
+        self.connected = False
+        self._acks.fail_all(disconnected(self.id))
+        self.nsp.remove(self, reason)
+
+    # ------------------------------------------------------------------ incoming
+
+    def _on_ack(self, packet: sio.Packet) -> None:
+        if packet.id is None or not self._acks.resolve(packet.id, packet.data):
+            logger.info(
+                "socket %s: expected an ACK for a pending id, got id %r; ignored",
+                self.id,
+                packet.id,
+            )
