@@ -144,6 +144,8 @@ class EngineServer:
         for transports to carry the close to their clients."""
         for session in list(self.sessions.values()):
             session.close("server shutting down")
+            if session.transport == "polling" and not session.polling_get:
+                session.finish()  # no poll in flight to carry the close; none will come
         if self.sessions:
             self._emptied = anyio.Event()
             with anyio.move_on_after(grace):

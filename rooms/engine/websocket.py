@@ -166,53 +166,56 @@ async def _run(engine: EngineServer, session: Session, receive: Receive, send: S
         finally:
             tg.cancel_scope.cancel()
 
-    max_payload = engine.max_payload
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(writer)
-        try:
-            while True:
-                message = await receive()
-                mtype = message["type"]
-                if mtype == "websocket.disconnect":
-                    peer_gone = True
-                    session.close("transport close")
-                    break
-                if mtype != "websocket.receive":
-                    continue
-                data: Any = message.get("text")
-                if data is None:
-                    data = message.get("bytes")
-                    if data is None:
+    try:
+        max_payload = engine.max_payload
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer)
+            try:
+                while True:
+                    message = await receive()
+                    mtype = message["type"]
+                    if mtype == "websocket.disconnect":
+                        peer_gone = True
+                        session.close("transport close")
+                        break
+                    if mtype != "websocket.receive":
                         continue
-                if len(data) > max_payload:
-                    logger.info(
-                        "session %s: expected a frame of at most %d bytes, got %d",
-                        session.sid,
-                        max_payload,
-                        len(data),
-                    )
-                    close_code = CLOSE_TOO_BIG
-                    session.close("transport error")
-                    break
-                try:
-                    packet = decode_frame(data)
-                except ProtocolError as exc:
-                    logger.info("session %s: %s", session.sid, exc)
-                    close_code = CLOSE_PROTOCOL_ERROR
-                    session.close("parse error")
-                    break
-                if packet.type is PacketType.PING and packet.data == "probe":
-                    logger.info(
-                        "session %s: expected no probe on an open websocket, got one", session.sid
-                    )
-                    continue
-                await engine.receive_packet(session, packet)
-                if session.closed:
-                    break
-        finally:
-            # The reader is done; the writer drains what is queued and closes the socket,
-            # but a peer that stopped reading gets no longer than ping_timeout to take it.
-            if not session.closed:
-                session.close("transport close")
-            tg.cancel_scope.deadline = anyio.current_time() + engine.ping_timeout
-    session.finish()
+                    data: Any = message.get("text")
+                    if data is None:
+                        data = message.get("bytes")
+                        if data is None:
+                            continue
+                    if len(data) > max_payload:
+                        logger.info(
+                            "session %s: expected a frame of at most %d bytes, got %d",
+                            session.sid,
+                            max_payload,
+                            len(data),
+                        )
+                        close_code = CLOSE_TOO_BIG
+                        session.close("transport error")
+                        break
+                    try:
+                        packet = decode_frame(data)
+                    except ProtocolError as exc:
+                        logger.info("session %s: %s", session.sid, exc)
+                        close_code = CLOSE_PROTOCOL_ERROR
+                        session.close("parse error")
+                        break
+                    if packet.type is PacketType.PING and packet.data == "probe":
+                        logger.info(
+                            "session %s: expected no probe on an open websocket, got one",
+                            session.sid,
+                        )
+                        continue
+                    await engine.receive_packet(session, packet)
+                    if session.closed:
+                        break
+            finally:
+                # The reader is done; the writer drains what is queued and closes the socket,
+                # but a peer that stopped reading gets no longer than ping_timeout to take it.
+                if not session.closed:
+                    session.close("transport close")
+                tg.cancel_scope.deadline = anyio.current_time() + engine.ping_timeout
+    finally:
+        session.finish()
