@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import gc
+import json
 import os
+import queue
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,14 +98,14 @@ def start_server(
     port = port or free_port()
     command = [part.format(app=app, port=port) for part in SERVERS[kind]]
     log_path = tmp_path / f"server-{kind}-{port}.log"
-    log_file = log_path.open("wb")
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-    )
+    with log_path.open("wb") as log_file:  # the child keeps its own copy of the fd
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        )
     server = LiveServer(f"http://127.0.0.1:{port}", port, process, log_path)
     deadline = time.monotonic() + timeout
     while True:
@@ -140,3 +145,74 @@ def run_node(script: str, *args: str, timeout: float = 60.0) -> subprocess.Compl
         timeout=timeout,
         env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
     )
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Collect after each test so a leaked resource is blamed on the test that leaked it."""
+    yield
+    gc.collect()
+
+
+class NodeProcess:
+    """A Node script that reports phases as JSON lines on stdout, read as they come."""
+
+    def __init__(self, script: str, *args: str) -> None:
+        self.process = subprocess.Popen(
+            ["node", str(ROOT / "tests" / "js" / script), *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(line)
+        self._lines.put(None)  # end of output
+
+    def next_json(self, timeout: float = 20.0) -> dict[str, Any]:
+        """The next JSON line; fails with the script's stderr if it ended or timed out."""
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"expected a line within {timeout} s, got none") from None
+        if line is None:
+            self.process.wait(timeout=10)
+            assert self.process.stderr is not None
+            raise AssertionError(
+                f"expected a line, the script exited with {self.process.returncode}: "
+                f"{self.process.stderr.read()}"
+            )
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    def wait(self, timeout: float = 10.0) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self._reader.join(timeout=10)  # it ends at EOF, which the exit guarantees
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def spawn_node() -> Iterator[Callable[..., NodeProcess]]:
+    """Start Node scripts that talk in phases; every one is stopped at teardown."""
+    started: list[NodeProcess] = []
+
+    def spawn(script: str, *args: str) -> NodeProcess:
+        started.append(NodeProcess(script, *args))
+        return started[-1]
+
+    yield spawn
+    for node in started:
+        node.stop()

@@ -186,14 +186,14 @@ class EngineServer:
         return None
 
     def origin_allowed(self, scope: Scope, origin: str) -> bool:
+        """Same-origin requests always pass; others per ``cors_allowed_origins``."""
         allowed = self._origins
         if allowed == "*":
             return True
-        if allowed is None:  # same origin only
-            host = header(scope, b"host")
-            return host is not None and urlsplit(origin).netloc == host
-        assert isinstance(allowed, frozenset)
-        return origin in allowed
+        host = header(scope, b"host")
+        if host is not None and urlsplit(origin).netloc == host:
+            return True
+        return isinstance(allowed, frozenset) and origin in allowed
 
     def cors_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
         origin = header(scope, b"origin")

@@ -27,7 +27,7 @@ import anyio
 
 from rooms._types import Scope
 from rooms.exceptions import Disconnected
-from rooms.protocol.engineio import NOOP, Frame
+from rooms.protocol.engineio import NOOP, Frame, message_frame
 
 if TYPE_CHECKING:
     from rooms.engine.server import EngineServer
@@ -112,6 +112,10 @@ class Session:
             self._waiter = None
             waiter.set()
         return True
+
+    def send_message(self, data: str | bytes) -> bool:
+        """Send an Engine.IO MESSAGE (text or binary): the bare Engine.IO API."""
+        return self.send(message_frame(data))
 
     def send_many(self, frames: Iterable[Frame], count: int, volatile: bool = False) -> bool:
         """Queue frames that must travel together (a packet and its attachments)."""

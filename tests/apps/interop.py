@@ -94,6 +94,26 @@ async def anything(socket: rooms.Socket, event: str, *args: Any) -> dict[str, An
     return {"unhandled": event, "args": list(args)}
 
 
+@server.on("emit_back")
+async def emit_back(socket: rooms.Socket, event: str, *args: Any) -> None:
+    """The server emits ``event`` with ``args`` to the sender (server-to-client payloads)."""
+    await socket.emit(event, *args)
+
+
+@server.on("burst")
+async def burst(socket: rooms.Socket, event: str, start: int, count: int) -> int:
+    """The server emits ``event`` with ``start``, ``start + 1``, ... ``count`` times."""
+    for i in range(start, start + count):
+        await socket.emit(event, i)
+    return count
+
+
+@server.on("disconnect")
+async def disconnect(socket: rooms.Socket, reason: str) -> None:
+    """Members of the "disconnect-watchers" room hear who left and why."""
+    await server.to("disconnect-watchers").emit("gone", socket.id, reason)
+
+
 admin = server.of("/admin")
 
 
