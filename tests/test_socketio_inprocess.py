@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -308,3 +309,48 @@ async def test_handshake_exposes_headers_query_auth_and_address() -> None:
         "scope_type": "websocket",
         "user": None,
     }
+
+
+@pytest.mark.parametrize(
+    ("frames", "reason"),
+    [
+        (['42["echo",1]'], "an EVENT before CONNECT"),
+        (["40", '4/admin,2["x"]'], "an EVENT on a namespace it never joined"),
+        (["40", "42[oops"], "invalid JSON"),
+        (["40", "49"], "an unknown Socket.IO packet type"),
+        (["40", b"\x00\x01"], "binary nobody announced"),
+        (
+            ["40", '451-["echo",{"_placeholder":true,"num":0}]', '42["x"]'],
+            "text where an attachment was announced",
+        ),
+        (
+            ["40", '451-["echo",{"_placeholder":true,"num":5}]', b"x"],
+            "a placeholder past the attachments",
+        ),
+        (["40", "40"], "a second CONNECT to the same namespace"),
+    ],
+)
+async def test_bad_input_closes_only_the_offending_connection(
+    frames: list[str | bytes], reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="rooms")
+    server = make_server()
+    async with Lifespan(server), TestClient(server, lifespan=False) as bystander:
+        await bystander.connect()
+        async with TestClient(server, lifespan=False) as offender:
+            for frame in frames:
+                await offender.send_raw(frame)
+            await offender.wait_disconnected()
+        assert "expected" in caplog.text  # the log says what was expected and what came
+        assert await bystander.call("echo", reason) == reason
+
+
+async def test_an_ack_for_an_unknown_id_is_ignored_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="rooms")
+    async with TestClient(make_server()) as client:
+        await client.connect()
+        await client.send_raw('43999["late"]')
+        assert await client.call("echo", "alive") == "alive"
+    assert "expected an ACK for a pending id, got id 999" in caplog.text
