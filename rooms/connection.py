@@ -79,6 +79,15 @@ class Connection:
         )
         self.close("forced server close")
 
+    def check_connected(self) -> None:
+        """Called ``connect_timeout`` after the session opened."""
+        if not self.sockets and not self.connecting and not self.session.closed:
+            logger.info(
+                "session %s: expected a namespace CONNECT, got none in time; closing",
+                self.session.sid,
+            )
+            self.close("forced close")
+
     def remove(self, socket: Socket) -> None:
         if self.sockets.get(socket.nsp.name) is socket:
             del self.sockets[socket.nsp.name]

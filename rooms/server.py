@@ -31,7 +31,8 @@ class Server:
 
     Times are in seconds. ``ack_timeout`` is the default wait of every ``emit_with_ack``.
     ``max_outbox`` bounds each connection's queue (see :mod:`rooms.engine.session` for the
-    slow-consumer policy).
+    slow-consumer policy). A connection that joins no namespace within ``connect_timeout``
+    is closed.
     """
 
     def __init__(
@@ -44,6 +45,7 @@ class Server:
         cors_allowed_origins: str | Iterable[str] | None = None,
         max_outbox: int = 4096,
         ack_timeout: float = 30.0,
+        connect_timeout: float = 45.0,
         clock: Clock | None = None,
     ) -> None:
         self.ack_timeout = ack_timeout
@@ -59,6 +61,8 @@ class Server:
             max_outbox=max_outbox,
             clock=clock,
         )
+        # A client that opens a session but joins no namespace is dropped after this delay.
+        self.engine.heartbeat.check_delay = connect_timeout
         self._namespaces: dict[str, Namespace] = {}
         self._parents: list[ParentNamespace] = []
         self.main = self.of("/")
@@ -185,7 +189,8 @@ class Server:
     # ------------------------------------------------------------------ engine callbacks
 
     def _engine_connect(self, session: Session) -> None:
-        session.upper = Connection(self, session)
+        conn = session.upper = Connection(self, session)
+        self.engine.heartbeat.check_later(conn.check_connected)
 
     def _engine_message(self, session: Session, data: str | bytes) -> None:
         session.upper.on_message(data)

@@ -92,8 +92,10 @@ class TestClient:
         headers: dict[str, str] | None = None,
         query: dict[str, str] | None = None,
         timeout: float = 5.0,
+        auto_pong: bool = True,
     ) -> None:
         self.app = app
+        self.auto_pong = auto_pong
         self.path = path
         self.headers = headers or {}
         self.query = query or {}
@@ -106,6 +108,7 @@ class TestClient:
         self.disconnected = anyio.Event()
         self.close_code: int | None = None
         self.pings = 0
+        self._pinged = anyio.Event()
         self._app_done = anyio.Event()
         self._stack = AsyncExitStack()
         self._decoder = sio.Decoder()
@@ -222,7 +225,10 @@ class TestClient:
                 packet = engineio.decode_frame(data)
                 if packet.type is engineio.PacketType.PING:
                     self.pings += 1
-                    await self._send_frame("3")
+                    if self.auto_pong:
+                        await self._send_frame("3")
+                    self._pinged.set()
+                    self._pinged = anyio.Event()
                 elif packet.type is engineio.PacketType.MESSAGE:
                     decoded = self._decoder.feed(packet.data)
                     if decoded is not None:
@@ -321,6 +327,12 @@ class TestClient:
                     raise Disconnected("connection closed") from None
                 if nsp == namespace:
                     return event, args
+
+    async def wait_for_pings(self, count: int, timeout: float | None = None) -> None:
+        """Wait until the server has pinged ``count`` times in all."""
+        with anyio.fail_after(self.timeout if timeout is None else timeout):
+            while self.pings < count:
+                await self._pinged.wait()
 
     async def wait_disconnected(self, timeout: float | None = None) -> None:
         with anyio.fail_after(self.timeout if timeout is None else timeout):

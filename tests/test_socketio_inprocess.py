@@ -354,3 +354,63 @@ async def test_an_ack_for_an_unknown_id_is_ignored_and_logged(
         await client.send_raw('43999["late"]')
         assert await client.call("echo", "alive") == "alive"
     assert "expected an ACK for a pending id, got id 999" in caplog.text
+
+
+class FakeClock:
+    """Injected time: tests move it and tick the heartbeat instead of waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_session_that_never_connects_a_namespace_is_closed() -> None:
+    clock = FakeClock()
+    server = rooms.Server(connect_timeout=45, clock=clock)
+    async with TestClient(server) as client:
+        clock.now += 44
+        server.engine.heartbeat.tick()
+        assert not client.disconnected.is_set()
+        clock.now += 2
+        server.engine.heartbeat.tick()
+        await client.wait_disconnected()  # no CONNECT sent: dropped by the server
+        assert client.close_code == 1000
+
+
+async def test_a_connected_session_outlives_the_connect_timeout() -> None:
+    clock = FakeClock()
+    server = rooms.Server(connect_timeout=45, clock=clock)
+    server.on("echo", lambda socket, value: value)
+    async with TestClient(server) as client:
+        await client.connect()
+        clock.now += 46
+        server.engine.heartbeat.tick()
+        assert await client.call("echo", "still") == "still"
+
+
+async def test_a_client_that_answers_pings_stays_and_a_silent_one_is_dropped() -> None:
+    clock = FakeClock()
+    server = rooms.Server(ping_interval=25, ping_timeout=20, clock=clock)
+    reasons: list[str] = []
+    server.on("disconnect", lambda socket, reason: reasons.append(reason))
+    server.on("echo", lambda socket, value: value)
+    async with (
+        Lifespan(server),
+        TestClient(server, lifespan=False) as polite,
+        TestClient(server, lifespan=False, auto_pong=False) as silent,
+    ):
+        await polite.connect()
+        await silent.connect()
+        clock.now += 25
+        server.engine.heartbeat.tick()
+        await polite.wait_for_pings(1)
+        await silent.wait_for_pings(1)
+        # The pong travels before this event, so once it is acked the pong was handled.
+        assert await polite.call("echo", "after pong") == "after pong"
+        clock.now += 21
+        server.engine.heartbeat.tick()
+        await silent.wait_disconnected()
+        assert reasons == ["ping timeout"]
+        assert await polite.call("echo", "alive") == "alive"

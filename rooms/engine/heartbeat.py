@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 class Heartbeat:
     __slots__ = (
+        "_checks",
         "_clock",
         "_interval",
         "_pings",
@@ -31,6 +33,7 @@ class Heartbeat:
         "_sleep_until",
         "_timeout",
         "_wake",
+        "check_delay",
     )
 
     def __init__(self, interval: float, timeout: float, clock: Clock) -> None:
@@ -40,6 +43,8 @@ class Heartbeat:
         self._pings: deque[tuple[float, int, Session]] = deque()
         self._pongs: deque[tuple[float, int, Session]] = deque()
         self._reaps: deque[tuple[float, Session]] = deque()
+        self._checks: deque[tuple[float, Callable[[], None]]] = deque()
+        self.check_delay = math.inf
         self._wake = anyio.Event()
         self._sleep_until = math.inf
 
@@ -59,6 +64,14 @@ class Heartbeat:
         self._pings.append((due, session.ping_seq, session))
         if due < self._sleep_until:
             self._wake.set()
+
+    def check_later(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once ``check_delay`` has passed (one fixed delay: FIFO)."""
+        if self.check_delay != math.inf:
+            due = self._clock() + self.check_delay
+            self._checks.append((due, callback))
+            if due < self._sleep_until:
+                self._wake.set()
 
     def reap(self, session: Session) -> None:
         """Forget a closing polling session whose client never came back to drain it."""
@@ -87,10 +100,14 @@ class Heartbeat:
                 session.close("ping timeout")
         while reaps and reaps[0][0] <= now:
             reaps.popleft()[1].finish()
+        checks = self._checks
+        while checks and checks[0][0] <= now:
+            checks.popleft()[1]()
         return min(
             pings[0][0] if pings else math.inf,
             pongs[0][0] if pongs else math.inf,
             reaps[0][0] if reaps else math.inf,
+            checks[0][0] if checks else math.inf,
         )
 
     async def run(self) -> None:
