@@ -10,6 +10,9 @@ Message: TypeAlias = MutableMapping[str, Any]
 Receive: TypeAlias = Callable[[], Awaitable[Message]]
 Send: TypeAlias = Callable[[Message], Awaitable[None]]
 ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
+AnyASGIApp: TypeAlias = Callable[[Any, Any, Any], Awaitable[None]]
+"""What the middleware wraps: frameworks type their scopes their own way (Litestar uses
+TypedDicts), so any three-argument awaitable callable is accepted."""
 
 JSON: TypeAlias = Any
 """Anything ``json`` can encode, plus ``bytes`` anywhere (sent as binary attachments)."""

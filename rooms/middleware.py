@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rooms._types import ASGIApp, Message, Receive, Scope, Send
+from rooms._types import AnyASGIApp, Message, Receive, Scope, Send
 from rooms.engine.server import EngineServer, serve_lifespan
 from rooms.server import Server
 
@@ -29,7 +29,7 @@ class RoomsMiddleware:
 
     def __init__(
         self,
-        app: ASGIApp | None = None,
+        app: AnyASGIApp | None = None,
         *,
         server: Server | EngineServer | None = None,
         path: str = "/socket.io/",

@@ -13,7 +13,7 @@ import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from rooms.acks import ack_args
 from rooms.adapter import ALL, Adapter, BroadcastOptions
@@ -63,6 +63,11 @@ class _Handlers:
     """``on`` / ``event`` / ``use``, shared by static and dynamic namespaces."""
 
     _registry: _Registry
+
+    @overload
+    def on(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, handler: F) -> F: ...
 
     def on(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
         """Register a handler: ``@nsp.on("chat")`` or ``nsp.on("chat", func)``."""

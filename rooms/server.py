@@ -6,7 +6,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 from rooms._types import Clock, Receive, Scope, Send
 from rooms.connection import Connection
@@ -18,6 +18,9 @@ from rooms.protocol import socketio as sio
 from rooms.socket import Socket
 
 logger = logging.getLogger("rooms")
+
+F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound=Callable[[Socket], Awaitable[None] | None])
 
 INVALID_NAMESPACE = {"message": "Invalid namespace"}
 
@@ -103,17 +106,24 @@ class Server:
             nsp.parent.children.pop(nsp.name, None)
 
     # Handlers and broadcasts on the main namespace.
+    @overload
+    def on(self, event: str, *, namespace: str = "/") -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, handler: F, namespace: str = "/") -> F: ...
+
     def on(
         self, event: str, handler: Callable[..., Any] | None = None, namespace: str = "/"
     ) -> Any:
         """Register a handler on ``namespace``: ``@server.on("chat")``."""
-        return self.of(namespace).on(event, handler)
+        nsp = self.of(namespace)
+        return nsp.on(event) if handler is None else nsp.on(event, handler)
 
-    def event(self, func: Callable[..., Any]) -> Callable[..., Any]:
+    def event(self, func: F) -> F:
         return self.main.event(func)
 
-    def use(self, middleware: Callable[[Socket], Awaitable[None] | None]) -> Any:
-        return self.main.use(middleware)
+    def use(self, middleware: M) -> M:
+        self.main.use(middleware)
+        return middleware
 
     def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
         return self.main.to(*rooms)

@@ -1,0 +1,165 @@
+"""Chat demo: nicknames, rooms, acks, a live "who is here" list, typing, announcements.
+
+Run it from the repository root with ``make demo`` (it installs the Python and npm
+dependencies first), or by hand::
+
+    .venv/bin/python -m uvicorn examples.chat.app:app --host 127.0.0.1 --port 8000
+
+then open http://127.0.0.1:8000/ in two browser windows. Broadcast a system message
+from outside any handler (``?room=lobby`` to reach a single room)::
+
+    curl -d 'Server restarts in 5 minutes' http://127.0.0.1:8000/announce
+
+Events, client → server:
+    ``join(room) -> {"room", "who"}``   leave the current room, join ``room``
+    ``message(text) -> "delivered"``    say something to the current room
+    ``typing(active)``                  volatile; may be dropped for slow clients
+
+Events, server → client:
+    ``message({"room", "name", "text", "at"})``, ``system({"room", "text"})``,
+    ``who({"room", "who"})``, ``typing({"name", "active"})``, ``announce({"text"})``
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+import rooms
+from rooms.starlette import get_server
+
+HERE = Path(__file__).resolve().parent
+INDEX = HERE / "static" / "index.html"
+# The official browser client, installed by `npm ci` (never copied into the repository).
+CLIENT_BUNDLE = HERE.parents[1] / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+
+DEFAULT_ROOM = "lobby"
+MAX_NAME = 24  # nicknames and room names
+MAX_TEXT = 500
+
+server = rooms.Server()
+
+
+def clean(value: object, limit: int) -> str:
+    """Client input as a trimmed, bounded string ("" for anything that is not a string)."""
+    return " ".join(value.split())[:limit] if isinstance(value, str) else ""
+
+
+def name_of(socket: rooms.Socket) -> str:
+    return str(socket.data["name"])
+
+
+async def who(room: str) -> list[str]:
+    """Nicknames of everyone currently in ``room``."""
+    return sorted(name_of(s) for s in await server.to(room).fetch_sockets())
+
+
+async def publish_who(room: str) -> None:
+    await server.to(room).emit("who", {"room": room, "who": await who(room)})
+
+
+async def leave_current(socket: rooms.Socket) -> None:
+    """Take ``socket`` out of its chat room and tell the people left behind."""
+    room: str | None = socket.data.pop("room", None)
+    if room is None:
+        return
+    await socket.leave(room)
+    await server.to(room).emit("system", {"room": room, "text": f"{name_of(socket)} left"})
+    await publish_who(room)
+
+
+@server.on("connect")
+async def connect(socket: rooms.Socket, auth: dict[str, Any]) -> None:
+    name = clean(auth.get("name"), MAX_NAME)
+    if not name:
+        raise rooms.ConnectionRefused("pick a nickname first")
+    socket.data["name"] = name
+
+
+@server.on("join")
+async def join(socket: rooms.Socket, room: object) -> dict[str, Any]:
+    target = clean(room, MAX_NAME).lower() or DEFAULT_ROOM
+    if socket.data.get("room") != target:
+        await leave_current(socket)
+        await socket.join(target)
+        socket.data["room"] = target
+        text = f"{name_of(socket)} joined"
+        await socket.to(target).emit("system", {"room": target, "text": text})
+        await publish_who(target)
+    return {"room": target, "who": await who(target)}
+
+
+@server.on("message")
+async def message(socket: rooms.Socket, text: object) -> str:
+    room: str | None = socket.data.get("room")
+    body = clean(text, MAX_TEXT)
+    if room is None or not body:
+        return "rejected"
+    payload = {"room": room, "name": name_of(socket), "text": body, "at": time.time()}
+    await socket.to(room).emit("message", payload)  # the sender shows its own copy
+    return "delivered"
+
+
+@server.on("typing")
+async def typing_changed(socket: rooms.Socket, active: object) -> None:
+    room: str | None = socket.data.get("room")
+    if room is not None:
+        payload = {"name": name_of(socket), "active": active is True}
+        await socket.to(room).volatile.emit("typing", payload)
+
+
+@server.on("disconnect")
+async def disconnect(socket: rooms.Socket, reason: str) -> None:
+    await leave_current(socket)
+
+
+# ---------------------------------------------------------------------- HTTP routes
+
+
+async def index(request: Request) -> Response:
+    return FileResponse(INDEX, media_type="text/html")
+
+
+async def client_bundle(request: Request) -> Response:
+    if not CLIENT_BUNDLE.is_file():
+        return PlainTextResponse(
+            f"{CLIENT_BUNDLE} is missing: run `make demo` (it runs `npm ci`) "
+            "from the repository root.",
+            status_code=500,
+        )
+    return FileResponse(CLIENT_BUNDLE, media_type="application/javascript")
+
+
+async def announce(request: Request) -> Response:
+    """POST a plain-text body; it reaches every client (or one room, with ``?room=``)."""
+    text = clean((await request.body()).decode(errors="replace"), MAX_TEXT)
+    if not text:
+        return PlainTextResponse("expected a non-empty text body", status_code=400)
+    room = request.query_params.get("room")
+    sio = get_server(request)
+    audience = sio.to(room) if room else sio.main
+    await audience.emit("announce", {"text": text})
+    reached = len(await audience.fetch_sockets())
+    return JSONResponse({"text": text, "room": room, "reached": reached})
+
+
+async def health(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+app = Starlette(
+    routes=[
+        Route("/", index),
+        Route("/socket.io.min.js", client_bundle),
+        Route("/announce", announce, methods=["POST"]),
+        Route("/health", health),
+    ],
+    middleware=[Middleware(rooms.RoomsMiddleware, server=server)],
+)

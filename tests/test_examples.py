@@ -1,0 +1,116 @@
+"""The examples run for real: the chat demo under uvicorn driven by two socket.io-client
+users (tests/js/chat_demo.js), and the framework examples with a python-socketio client."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import socketio
+
+from tests.conftest import LiveServer, run_node, start_server
+
+pytestmark = pytest.mark.interop
+
+
+@pytest.fixture(scope="module")
+def chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = start_server(
+        "uvicorn-asyncio", "examples.chat.app:app", tmp_path_factory.mktemp("chat")
+    )
+    yield server
+    server.stop()
+
+
+def test_the_page_loads_the_client_bundle_from_the_same_server(chat: LiveServer) -> None:
+    with httpx.Client(base_url=chat.url, timeout=5) as client:
+        page = client.get("/")
+        bundle = client.get("/socket.io.min.js")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert '<script src="/socket.io.min.js"></script>' in page.text
+    assert bundle.status_code == 200
+    assert bundle.headers["content-type"].startswith(("application/javascript", "text/javascript"))
+    assert "socket.io" in bundle.text[:200].lower()  # the banner of the official build
+
+
+def test_two_users_chat_switch_rooms_and_hear_announcements(chat: LiveServer) -> None:
+    result = run_node("chat_demo.js", chat.url)
+    assert result.returncode == 0, result.stderr + chat.log()
+    out = json.loads(result.stdout)
+
+    # A and B join the lobby; B's join ack and A's live who-list both show them.
+    assert out["aJoin"] == {"room": "lobby", "who": ["A"]}
+    assert out["bJoin"] == {"room": "lobby", "who": ["A", "B"]}
+    assert out["aWhoAfterB"] == {"room": "lobby", "who": ["A", "B"]}
+    assert out["aSystem"] == {"room": "lobby", "text": "B joined"}
+    # A's message reaches B, and the return value of the handler is A's ack.
+    assert out["messageAck"] == "delivered"
+    assert {k: out["bMessage"][k] for k in ("room", "name", "text")} == {
+        "room": "lobby",
+        "name": "A",
+        "text": "hello from A",
+    }
+    assert out["bTyping"] == {"name": "A", "active": True}
+    # Switching rooms updates both rooms' who-lists.
+    assert out["aSwitch"] == {"room": "den", "who": ["A"]}
+    assert out["bWhoAfterSwitch"] == {"room": "lobby", "who": ["B"]}
+    assert out["bSwitch"] == {"room": "den", "who": ["A", "B"]}
+    assert out["aWhoInDen"] == {"room": "den", "who": ["A", "B"]}
+    # POST /announce, outside any handler, reaches everyone.
+    assert out["announceStatus"] == 200
+    assert out["announceReply"] == {"text": "maintenance at noon", "room": None, "reached": 2}
+    assert out["announced"] == [{"text": "maintenance at noon"}] * 2
+    # A disconnect updates the who-list; no nickname is refused; polling upgraded.
+    assert out["aWhoAfterDisconnect"] == {"room": "den", "who": ["A"]}
+    assert out["refused"] == "pick a nickname first"
+    assert out["aTransport"] == "websocket"
+
+
+@pytest.mark.anyio
+async def test_a_missing_client_bundle_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from examples.chat import app as chat_app
+
+    monkeypatch.setattr(chat_app, "CLIENT_BUNDLE", tmp_path / "socket.io.min.js")
+    transport = httpx.ASGITransport(app=chat_app.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://chat") as client:
+        response = await client.get("/socket.io.min.js")
+    assert response.status_code == 500
+    assert "make demo" in response.text
+
+
+def test_announce_needs_a_text(chat: LiveServer) -> None:
+    response = httpx.post(chat.url + "/announce", content=b"  ", timeout=5)
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("module", "framework"), [("fastapi", "FastAPI"), ("litestar", "Litestar")]
+)
+def test_framework_example_serves_its_routes_and_socketio(
+    module: str, framework: str, tmp_path: Path
+) -> None:
+    pytest.importorskip(module)  # litestar is not a dev dependency
+    server = start_server("uvicorn-asyncio", f"examples.{module}_app:app", tmp_path)
+    try:
+        with (
+            socketio.SimpleClient() as client,
+            httpx.Client(base_url=server.url, timeout=5) as http,
+        ):
+            client.connect(server.url, auth={"user": "ada"}, wait_timeout=5)
+            assert client.call("echo", "hi", timeout=5) == {"user": "ada", "echo": "hi"}
+
+            index = http.get("/")
+            assert index.status_code == 200
+            assert index.json() == {"hello": f"from {framework}", "connected": ["ada"]}
+
+            assert http.post("/broadcast", params={"text": "news!"}).is_success
+            assert client.receive(timeout=5) == ["news", "news!"]
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log()
