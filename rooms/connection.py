@@ -8,6 +8,7 @@ before anything else on it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from rooms.engine.session import Session
@@ -41,32 +42,34 @@ class Connection:
         frames = [engineio.message_frame(f) for f in sio.encode(packet)]
         self.session.send_many(frames, len(frames))
 
-    def on_message(self, data: str | bytes) -> None:
+    def on_message(self, data: str | bytes) -> Awaitable[None] | None:
+        """Dispatch one message. A CONNECT returns the connect flow for the engine to await
+        before the next message (middlewares and connect handler may be async); everything
+        else completes here, async event handlers in their own task."""
         try:
             packet = self.decoder.feed(data)
         except ProtocolError as exc:
             logger.info("session %s: %s; closing", self.session.sid, exc)
             self.close("parse error")
-            return
+            return None
         if packet is None:
-            return  # waiting for binary attachments
+            return None  # waiting for binary attachments
         ptype = packet.type
         socket = self.sockets.get(packet.nsp)
         if socket is not None:
             if ptype is EVENT:
                 socket.nsp.on_event(socket, packet)
-                return
+                return None
             if ptype is ACK:
                 socket._on_ack(packet)
-                return
+                return None
             if ptype is DISCONNECT:
                 self.remove(socket)
                 socket._closed("client namespace disconnect")
-                return
+                return None
         elif ptype is CONNECT and packet.nsp not in self.connecting:
             self.connecting.add(packet.nsp)
-            self.server._connect(self, packet.nsp, packet.data or {})
-            return
+            return self.server._connect(self, packet.nsp, packet.data or {})
         logger.info(
             "session %s: expected CONNECT before any other packet on namespace %s, got %s "
             "while it is %s; closing",
@@ -78,6 +81,7 @@ class Connection:
             else ("connecting" if packet.nsp in self.connecting else "not connected"),
         )
         self.close("forced server close")
+        return None
 
     def check_connected(self) -> None:
         """Called ``connect_timeout`` after the session opened."""

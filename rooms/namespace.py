@@ -20,6 +20,7 @@ from rooms.adapter import ALL, Adapter, BroadcastOptions
 from rooms.exceptions import ConnectionRefused, ProtocolError
 from rooms.handlers import Handler
 from rooms.operators import BroadcastOperator, room_set
+from rooms.protocol import engineio
 from rooms.protocol import socketio as sio
 from rooms.socket import Socket
 
@@ -267,7 +268,8 @@ class Namespace(_Handlers):
             logger.exception("handler %s failed", handler.name)
             return
         if ack_id is not None and socket.connected:
-            socket._send_packet(sio.Packet(sio.PacketType.ACK, self.name, ack_args(result), ack_id))
+            packet = sio.Packet(sio.PacketType.ACK, self.name, ack_args(result), ack_id)
+            await socket._write_now([engineio.message_frame(f) for f in sio.encode(packet)])
 
     # ------------------------------------------------------------------ leaving
 

@@ -202,24 +202,25 @@ class Server:
         conn = session.upper = Connection(self, session)
         self.engine.heartbeat.check_later(conn.check_connected)
 
-    def _engine_message(self, session: Session, data: str | bytes) -> None:
-        session.upper.on_message(data)
+    def _engine_message(self, session: Session, data: str | bytes) -> Awaitable[None] | None:
+        conn: Connection = session.upper
+        return conn.on_message(data)
 
     def _engine_disconnect(self, session: Session, reason: str) -> None:
         conn: Connection | None = session.upper
         if conn is not None:
             conn.closed(reason)
 
-    def _connect(self, conn: Connection, name: str, auth: Any) -> None:
+    def _connect(self, conn: Connection, name: str, auth: Any) -> Awaitable[None] | None:
         if not isinstance(auth, dict):
             auth = {}
         nsp = self._namespaces.get(name)
         if nsp is not None:
-            self.spawn(nsp.connect, conn, auth)
-        elif self._parents:
-            self.spawn(self._connect_dynamic, conn, name, auth)
-        else:
-            self._invalid_namespace(conn, name)
+            return nsp.connect(conn, auth)
+        if self._parents:
+            return self._connect_dynamic(conn, name, auth)
+        self._invalid_namespace(conn, name)
+        return None
 
     async def _connect_dynamic(self, conn: Connection, name: str, auth: dict[str, Any]) -> None:
         for parent in self._parents:

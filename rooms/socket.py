@@ -77,6 +77,14 @@ class Socket:
             return self.session.send(frames[0], volatile)
         return self.session.send_many(frames, len(frames), volatile)
 
+    async def _write_now(self, frames: list[engineio.Frame], volatile: bool = False) -> bool:
+        """Queue and, if nobody is sending on this connection, send from this task."""
+        pending = self._pending
+        if pending is not None:
+            pending.extend(frames)
+            return True
+        return await self.session.send_now(frames, volatile)
+
     def _send_packet(self, packet: sio.Packet) -> bool:
         return self._write([engineio.message_frame(f) for f in sio.encode(packet)])
 
@@ -84,7 +92,7 @@ class Socket:
         """Send ``event`` with ``args`` to this client. Bytes anywhere travel as binary."""
         self._check_connected()
         frames = [engineio.message_frame(f) for f in sio.encode_event(self.nsp.name, event, args)]
-        self._write(frames, volatile)
+        await self._write_now(frames, volatile)
 
     async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
         """Send ``event`` and wait for the client's acknowledgement.

@@ -66,7 +66,7 @@ async def handle(engine: EngineServer, scope: Scope, receive: Receive, send: Sen
         if session is None:
             await respond_error(engine, scope, send, HandshakeError.FORBIDDEN)
             return
-        await _answer_poll(engine, session, scope, send, session.take_remaining())
+        await _answer_poll(engine, session, scope, send, session.take())
         return
     session = engine.sessions.get(sid)
     if session is None:
@@ -109,7 +109,7 @@ async def _get(
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_disconnect, session, receive, tg.cancel_scope)
-            frames = await session.next_frames(polling=True)
+            frames = await session.next_frames()
             tg.cancel_scope.cancel()
     finally:
         session.polling_get = False
@@ -122,7 +122,7 @@ async def _answer_poll(
     engine: EngineServer, session: Session, scope: Scope, send: Send, frames: list[str | bytes]
 ) -> None:
     if session.state is State.CLOSING or session.state is State.CLOSED:
-        frames = [*frames, *session.take_remaining(), CLOSE]
+        frames = [*frames, *session.take(), CLOSE]
         session.finish()
     body = encode_payload(frames).encode()
     await respond(send, 200, body, [TEXT_PLAIN, *engine.cors_headers(scope)])

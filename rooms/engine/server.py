@@ -67,6 +67,7 @@ class EngineServer:
         cors_credentials: bool = True,
         max_outbox: int = 4096,
         upgrade_timeout: float = 10.0,
+        writer_linger: float = 5.0,
         clock: Clock | None = None,
     ) -> None:
         for name in transports:
@@ -86,6 +87,8 @@ class EngineServer:
         self.transports = tuple(transports)
         self.max_outbox = max_outbox
         self.upgrade_timeout = upgrade_timeout
+        # How long an idle websocket writer task waits for more frames before it ends.
+        self.writer_linger = writer_linger
         self.cors_credentials = cors_credentials
         self.clock: Clock = clock or anyio.current_time
         self.sessions: dict[str, Session] = {}
@@ -93,14 +96,9 @@ class EngineServer:
         self._origins = _origin_policy(cors_allowed_origins)
         self._tg: anyio.abc.TaskGroup | None = None
         self._emptied: anyio.Event | None = None
-        self._message_is_async = False
-        self._refresh_callbacks()
 
     def _now(self) -> float:
         return self.clock()
-
-    def _refresh_callbacks(self) -> None:
-        self._message_is_async = inspect.iscoroutinefunction(self.on_message)
 
     def on(self, event: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator form of the callbacks: ``@engine.on("message")``."""
@@ -109,7 +107,6 @@ class EngineServer:
 
         def register(func: Callable[..., Any]) -> Callable[..., Any]:
             setattr(self, f"on_{event}", func)
-            self._refresh_callbacks()
             return func
 
         return register
@@ -241,10 +238,11 @@ class EngineServer:
         ptype = packet.type
         if ptype is PacketType.MESSAGE:
             if self.on_message is not None and not session.closed:
-                if self._message_is_async:
-                    await self.on_message(session, packet.data)
-                else:
-                    self.on_message(session, packet.data)
+                # A callback may return an awaitable (a coroutine function does; Socket.IO
+                # returns one for CONNECT): it runs to completion before the next packet.
+                result = self.on_message(session, packet.data)
+                if result is not None:
+                    await result
         elif ptype is PacketType.PONG:
             self.heartbeat.pong(session)
         elif ptype is PacketType.CLOSE:

@@ -9,6 +9,13 @@ States::
 Frames are queued as websocket frames (``str`` or ``bytes``); whichever transport currently
 carries the session drains the same queue, so nothing is lost across an upgrade.
 
+Who sends: at most one task at a time "flushes" the outbox (``flushing``). A task that
+produced frames for this session in answer to its own input (the websocket reader after
+dispatching a message, a handler sending its ack) sends them itself, so the common request →
+reply path has no task switch. Frames queued by anyone else (broadcasts, pings) *kick* the
+session's carrier: the pending long-poll GET wakes, or the websocket writer runs. An idle
+connection therefore holds no writer task at all.
+
 Slow-consumer policy: the outbox holds at most ``max_outbox`` frames. When it is full, a
 volatile frame is dropped (and counted); any other frame closes the session with reason
 ``"transport error"``, because silently dropping a non-volatile message would be a lie and
@@ -19,9 +26,8 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -42,6 +48,16 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+class Carrier(Protocol):
+    """The transport side of a session that sends frames nobody else is sending."""
+
+    def kick(self) -> None:
+        """Frames wait (or the session is closing) and no task is flushing: send them."""
+
+    async def flush(self) -> None:
+        """Send what is queued from the calling task, unless another task is flushing."""
+
+
 class Session:
     """An Engine.IO session. Handed to callbacks; constructed only by the engine."""
 
@@ -49,9 +65,11 @@ class Session:
         "_outbox",
         "_waiter",
         "awaiting_pong",
+        "carrier",
         "close_reason",
         "dropped",
         "engine",
+        "flushing",
         "max_outbox",
         "ping_seq",
         "polling_get",
@@ -82,8 +100,11 @@ class Session:
         self.polling_post = False
         # The layer above keeps its per-connection object here (Socket.IO's client state).
         self.upper: Any = None
-        self._outbox: deque[Frame] = deque()
-        self._waiter: anyio.Event | None = None
+        # The websocket writer, once the session is on a websocket.
+        self.carrier: Carrier | None = None
+        self.flushing = False
+        self._outbox: list[Frame] = []
+        self._waiter: anyio.Event | None = None  # a long-poll GET waiting for frames
 
     def __repr__(self) -> str:
         return f"<Session {self.sid} {self.transport} {self.state.value}>"
@@ -107,10 +128,8 @@ class Session:
         if len(outbox) >= self.max_outbox:
             return self._overflow(volatile)
         outbox.append(frame)
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            waiter.set()
+        if len(outbox) == 1 and not self.flushing:
+            self._kick()
         return True
 
     def send_message(self, data: str | bytes) -> bool:
@@ -124,12 +143,37 @@ class Session:
         outbox = self._outbox
         if len(outbox) + count > self.max_outbox:
             return self._overflow(volatile)
+        was_empty = not outbox
         outbox.extend(frames)
+        if was_empty and not self.flushing:
+            self._kick()
+        return True
+
+    async def send_now(self, frames: list[Frame], volatile: bool = False) -> bool:
+        """Queue frames and, if no other task is sending, send them from this one.
+
+        For replies to the peer's own input (acks, private emits): no task switch, and
+        natural backpressure on the task that produced them.
+        """
+        carrier = self.carrier
+        if carrier is None or self.flushing:
+            return self.send_many(frames, len(frames), volatile)
+        self.flushing = True  # hold off kicks: we send what we queue
+        try:
+            queued = self.send_many(frames, len(frames), volatile)
+        finally:
+            self.flushing = False
+        if queued:
+            await carrier.flush()
+        return queued
+
+    def _kick(self) -> None:
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
             waiter.set()
-        return True
+        elif self.carrier is not None:
+            self.carrier.kick()
 
     def _overflow(self, volatile: bool) -> bool:
         self.dropped += 1
@@ -145,37 +189,38 @@ class Session:
 
     # ------------------------------------------------------------------ draining
 
-    async def next_frames(self, polling: bool = False) -> list[Frame]:
-        """Wait for queued frames and take them all.
+    def take(self) -> list[Frame]:
+        """Take every queued frame (the caller sends them)."""
+        frames = self._outbox
+        self._outbox = []
+        return frames
+
+    async def next_frames(self) -> list[Frame]:
+        """For a long-poll GET: wait for queued frames and take them all.
 
         Returns an empty list once the session is CLOSING and drained, or CLOSED.
         A poll during an upgrade (or after it) is released at once with a NOOP so the client
         can pause polling (Engine.IO v4 spec, "Upgrade").
         """
-        outbox = self._outbox
-        while not outbox:
+        while True:
+            if self.transport != "polling":
+                return [NOOP]  # upgraded: what is queued belongs to the websocket now
+            if self._outbox:
+                return self.take()
             state = self.state
             if state is State.CLOSING or state is State.CLOSED:
                 return []
-            if polling and (state is State.UPGRADING or self.transport != "polling"):
+            if state is State.UPGRADING:
                 return [NOOP]
             waiter = self._waiter = anyio.Event()
             await waiter.wait()
-        frames = list(outbox)
-        outbox.clear()
-        return frames
 
     def wake(self) -> None:
-        """Wake whoever waits in :meth:`next_frames` (upgrade, close)."""
+        """Wake a waiting poll (upgrade, close)."""
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
             waiter.set()
-
-    def take_remaining(self) -> list[Frame]:
-        frames = list(self._outbox)
-        self._outbox.clear()
-        return frames
 
     # ------------------------------------------------------------------ closing
 
@@ -189,6 +234,8 @@ class Session:
         self.state = State.CLOSING
         self.close_reason = reason
         self.wake()
+        if self.carrier is not None and not self.flushing:
+            self.carrier.kick()
         self.engine._session_closed(self, reason)
 
     def finish(self) -> None:
@@ -197,7 +244,7 @@ class Session:
             if self.state is not State.CLOSING:
                 self.close("transport close")
             self.state = State.CLOSED
-            self._outbox.clear()
+            self._outbox = []
             self.wake()
             self.engine._session_finished(self)
 

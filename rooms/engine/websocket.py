@@ -1,7 +1,9 @@
 """The websocket transport: a direct handshake, or the probe upgrade of a polling session.
 
-Each connection runs its reader in the ASGI task and one writer task that drains the
-session's outbox, so emitting never waits on a slow socket.
+The ASGI task reads, dispatches, and sends what its own dispatching queued. Frames queued
+by other tasks are sent by a writer task that exists only while there is something to send
+(see :class:`_Pump`), so emitting never waits on a slow socket and an idle connection holds
+no task of ours.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ async def handle(engine: EngineServer, scope: Scope, receive: Receive, send: Sen
         await _deny(scope, send, error)
         return
     sid = query.get("sid")
+    del query, connect  # a connection lives long; keep only what it needs
     if sid is None:
         session = await engine.open_session(scope, "websocket")
         if session is None:
@@ -143,79 +146,186 @@ async def _close_quietly(send: Send, code: int) -> None:
         logger.debug("websocket close could not be sent", exc_info=True)
 
 
-async def _run(engine: EngineServer, session: Session, receive: Receive, send: Send) -> None:
-    peer_gone = False
-    close_code = CLOSE_NORMAL
+class _Pump:
+    """Sends a websocket session's frames: the carrier of :class:`Session`.
 
-    async def writer() -> None:
+    The reader (the ASGI task) flushes what its own dispatching produced. Frames queued by
+    other tasks kick a writer task into the server's task group; it lingers for a while
+    waiting for more, then ends, so an idle connection costs no task.
+    """
+
+    __slots__ = (
+        "_done",
+        "_linger",
+        "_scope",
+        "_send",
+        "_wake",
+        "close_code",
+        "close_sent",
+        "engine",
+        "peer_gone",
+        "session",
+        "writing",
+    )
+
+    def __init__(self, engine: EngineServer, session: Session, send: Send) -> None:
+        self.engine = engine
+        self.session = session
+        self._send = send
+        self._linger = engine.writer_linger
+        self.writing = False
+        self._wake: anyio.Event | None = None
+        self._done: anyio.Event | None = None
+        self._scope: anyio.CancelScope | None = None
+        self.peer_gone = False
+        self.close_sent = False
+        self.close_code = CLOSE_NORMAL
+
+    def kick(self) -> None:
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            wake.set()
+        elif not self.writing:
+            self.writing = True
+            self._done = anyio.Event()
+            self.engine.running_group.start_soon(self._writer)
+
+    async def flush(self) -> None:
+        session = self.session
+        if session.flushing:
+            return
+        session.flushing = True
         try:
-            while True:
-                frames = await session.next_frames()
-                if not frames:
-                    break
-                for frame in frames:
-                    if type(frame) is str:
-                        await send({"type": "websocket.send", "text": frame})
-                    else:
-                        await send({"type": "websocket.send", "bytes": frame})
-            if not peer_gone:
-                await send({"type": "websocket.close", "code": close_code})
+            await self.drain()
+        finally:
+            session.flushing = False
+        if session.state is State.CLOSING and not self.close_sent:
+            self.kick()  # the writer sends the close frame
+
+    async def drain(self) -> None:
+        """Send everything queued; the caller holds ``session.flushing``."""
+        session = self.session
+        send = self._send
+        while session._outbox:
+            for frame in session.take():
+                if type(frame) is str:
+                    await send({"type": "websocket.send", "text": frame})
+                else:
+                    await send({"type": "websocket.send", "bytes": frame})
+
+    async def send_close(self) -> None:
+        if not self.close_sent and not self.peer_gone:
+            self.close_sent = True
+            await self._send({"type": "websocket.close", "code": self.close_code})
+
+    async def _writer(self) -> None:
+        session = self.session
+        try:
+            with anyio.CancelScope() as self._scope:
+                while True:
+                    await self.flush()
+                    if session.state is State.CLOSING or session.state is State.CLOSED:
+                        if not session.flushing:
+                            await self.send_close()
+                        return
+                    wake = self._wake = anyio.Event()
+                    with anyio.move_on_after(self._linger):
+                        await wake.wait()
+                    if self._wake is wake:  # not kicked while lingering: park
+                        self._wake = None
+                        if not session._outbox:
+                            return
         except Exception as exc:  # ASGI servers signal a vanished peer with their own types
             logger.debug("session %s: send failed: %r", session.sid, exc)
+            self.peer_gone = True
             session.close("transport error")
         finally:
-            tg.cancel_scope.cancel()
+            self.writing = False
+            self._scope = None
+            if self._done is not None:
+                self._done.set()
 
+    async def stop(self, timeout: float) -> None:
+        """Wait for the writer to finish (cancelling it past ``timeout``), then close."""
+        if self.writing and self._done is not None:
+            with anyio.move_on_after(timeout):
+                await self._done.wait()
+            if self.writing and self._scope is not None:
+                self._scope.cancel()
+                await self._done.wait()
+        if not self.peer_gone and not self.close_sent:
+            with anyio.move_on_after(timeout):
+                try:
+                    self.session.flushing = True
+                    await self.drain()
+                    await self.send_close()
+                except Exception as exc:
+                    logger.debug("session %s: final send failed: %r", self.session.sid, exc)
+
+
+async def _run(engine: EngineServer, session: Session, receive: Receive, send: Send) -> None:
+    pump = _Pump(engine, session, send)
+    session.carrier = pump
+    max_payload = engine.max_payload
     try:
-        max_payload = engine.max_payload
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(writer)
+        if session._outbox:  # the OPEN packet, or what queued during the upgrade
+            await pump.flush()
+        while True:
+            message = await receive()
+            mtype = message["type"]
+            if mtype == "websocket.disconnect":
+                pump.peer_gone = True
+                session.close("transport close")
+                break
+            if mtype != "websocket.receive":
+                continue
+            data: Any = message.get("text")
+            if data is None:
+                data = message.get("bytes")
+                if data is None:
+                    continue
+            if len(data) > max_payload:
+                logger.info(
+                    "session %s: expected a frame of at most %d bytes, got %d",
+                    session.sid,
+                    max_payload,
+                    len(data),
+                )
+                pump.close_code = CLOSE_TOO_BIG
+                session.close("transport error")
+                break
             try:
-                while True:
-                    message = await receive()
-                    mtype = message["type"]
-                    if mtype == "websocket.disconnect":
-                        peer_gone = True
-                        session.close("transport close")
-                        break
-                    if mtype != "websocket.receive":
-                        continue
-                    data: Any = message.get("text")
-                    if data is None:
-                        data = message.get("bytes")
-                        if data is None:
-                            continue
-                    if len(data) > max_payload:
-                        logger.info(
-                            "session %s: expected a frame of at most %d bytes, got %d",
-                            session.sid,
-                            max_payload,
-                            len(data),
-                        )
-                        close_code = CLOSE_TOO_BIG
-                        session.close("transport error")
-                        break
-                    try:
-                        packet = decode_frame(data)
-                    except ProtocolError as exc:
-                        logger.info("session %s: %s", session.sid, exc)
-                        close_code = CLOSE_PROTOCOL_ERROR
-                        session.close("parse error")
-                        break
-                    if packet.type is PacketType.PING and packet.data == "probe":
-                        logger.info(
-                            "session %s: expected no probe on an open websocket, got one",
-                            session.sid,
-                        )
-                        continue
+                packet = decode_frame(data)
+            except ProtocolError as exc:
+                logger.info("session %s: %s", session.sid, exc)
+                pump.close_code = CLOSE_PROTOCOL_ERROR
+                session.close("parse error")
+                break
+            if packet.type is PacketType.PING and packet.data == "probe":
+                logger.info(
+                    "session %s: expected no probe on an open websocket, got one", session.sid
+                )
+                continue
+            if session.flushing:  # the writer is busy: it will send what this produces
+                await engine.receive_packet(session, packet)
+            else:
+                session.flushing = True  # what this dispatch queues, this task sends
+                try:
                     await engine.receive_packet(session, packet)
-                    if session.closed:
-                        break
-            finally:
-                # The reader is done; the writer drains what is queued and closes the socket,
-                # but a peer that stopped reading gets no longer than ping_timeout to take it.
-                if not session.closed:
-                    session.close("transport close")
-                tg.cancel_scope.deadline = anyio.current_time() + engine.ping_timeout
+                    await pump.drain()
+                finally:
+                    session.flushing = False
+            if session.closed:
+                break
+    except Exception as exc:  # a failed send: the peer is gone
+        logger.debug("session %s: transport failed: %r", session.sid, exc)
+        pump.peer_gone = True
+        session.close("transport error")
     finally:
+        if not session.closed:
+            session.close("transport close")
+        # A peer that stopped reading gets no longer than ping_timeout to take the rest.
+        with anyio.CancelScope(shield=True):
+            await pump.stop(engine.ping_timeout)
         session.finish()
