@@ -178,7 +178,8 @@ class TestClient:
     ) -> None:
         if not self.disconnected.is_set():
             await self._send_frame("1")
-            await self._to_app.send({"type": "websocket.disconnect", "code": 1000})
+            with anyio.move_on_after(self.timeout):
+                await self.disconnected.wait()  # the server closes after our CLOSE packet
             with anyio.move_on_after(self.timeout):
                 await self.disconnected.wait()
         with anyio.move_on_after(self.timeout):
@@ -220,6 +221,10 @@ class TestClient:
                 message = await self._from_app.receive()
                 if message["type"] == "websocket.close":
                     self.close_code = message.get("code", 1000)
+                    # Complete the close handshake, as an ASGI server would.
+                    await self._to_app.send(
+                        {"type": "websocket.disconnect", "code": self.close_code}
+                    )
                     break
                 data: str | bytes = message.get("text") or message.get("bytes") or b""
                 packet = engineio.decode_frame(data)

@@ -248,6 +248,8 @@ class _Pump:
 
     async def stop(self, timeout: float) -> None:
         """Wait for the writer to finish (cancelling it past ``timeout``), then close."""
+        if self._wake is not None:
+            self.kick()  # a lingering writer: let it see the session is closing
         if self.writing and self._done is not None:
             with anyio.move_on_after(timeout):
                 await self._done.wait()
