@@ -27,6 +27,7 @@ class Heartbeat:
         "_checks",
         "_clock",
         "_interval",
+        "_next_sweep",
         "_pings",
         "_pongs",
         "_reaps",
@@ -34,6 +35,8 @@ class Heartbeat:
         "_timeout",
         "_wake",
         "check_delay",
+        "sweep",
+        "sweep_every",
     )
 
     def __init__(self, interval: float, timeout: float, clock: Clock) -> None:
@@ -45,6 +48,10 @@ class Heartbeat:
         self._reaps: deque[tuple[float, Session]] = deque()
         self._checks: deque[tuple[float, Callable[[], None]]] = deque()
         self.check_delay = math.inf
+        # A periodic sweep (idle websocket writers end themselves after writer_linger).
+        self.sweep: Callable[[float], None] | None = None
+        self.sweep_every = math.inf
+        self._next_sweep = math.inf
         self._wake = anyio.Event()
         self._sleep_until = math.inf
 
@@ -71,6 +78,13 @@ class Heartbeat:
             due = self._clock() + self.check_delay
             self._checks.append((due, callback))
             if due < self._sleep_until:
+                self._wake.set()
+
+    def sweep_soon(self) -> None:
+        """Make sure the periodic sweep is scheduled (it stops when there is nothing to do)."""
+        if self._next_sweep == math.inf and self.sweep_every != math.inf:
+            self._next_sweep = self._clock() + self.sweep_every
+            if self._next_sweep < self._sleep_until:
                 self._wake.set()
 
     def reap(self, session: Session) -> None:
@@ -103,7 +117,12 @@ class Heartbeat:
         checks = self._checks
         while checks and checks[0][0] <= now:
             checks.popleft()[1]()
+        if self._next_sweep <= now:
+            self._next_sweep = math.inf
+            if self.sweep is not None:
+                self.sweep(now)  # calls sweep_soon() again while work remains
         return min(
+            self._next_sweep,
             pings[0][0] if pings else math.inf,
             pongs[0][0] if pongs else math.inf,
             reaps[0][0] if reaps else math.inf,

@@ -93,6 +93,10 @@ class EngineServer:
         self.clock: Clock = clock or anyio.current_time
         self.sessions: dict[str, Session] = {}
         self.heartbeat = Heartbeat(ping_interval, ping_timeout, self._now)
+        self.heartbeat.sweep_every = writer_linger
+        self.heartbeat.sweep = self._sweep_writers
+        # Websocket writers that currently exist (see websocket._Pump).
+        self.writers: set[Any] = set()
         self._origins = _origin_policy(cors_allowed_origins)
         self._tg: anyio.abc.TaskGroup | None = None
         self._emptied: anyio.Event | None = None
@@ -272,6 +276,12 @@ class EngineServer:
                 return
             if inspect.isawaitable(result):
                 self.running_group.start_soon(_guarded, result, session.sid)
+
+    def _sweep_writers(self, now: float) -> None:
+        for pump in list(self.writers):
+            pump.park_if_idle(now - self.writer_linger)
+        if self.writers:
+            self.heartbeat.sweep_soon()
 
     def _session_finished(self, session: Session) -> None:
         if self.sessions.get(session.sid) is session:

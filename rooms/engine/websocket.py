@@ -146,6 +146,16 @@ async def _close_quietly(send: Send, code: int) -> None:
         logger.debug("websocket close could not be sent", exc_info=True)
 
 
+class _Parked:
+    """Marks a writer told to end (set in place of its wake event)."""
+
+    def set(self) -> None:
+        pass
+
+
+_PARK: Any = _Parked()
+
+
 class _Pump:
     """Sends a websocket session's frames: the carrier of :class:`Session`.
 
@@ -156,7 +166,7 @@ class _Pump:
 
     __slots__ = (
         "_done",
-        "_linger",
+        "_idle_since",
         "_scope",
         "_send",
         "_wake",
@@ -172,7 +182,7 @@ class _Pump:
         self.engine = engine
         self.session = session
         self._send = send
-        self._linger = engine.writer_linger
+        self._idle_since = 0.0
         self.writing = False
         self._wake: anyio.Event | None = None
         self._done: anyio.Event | None = None
@@ -183,13 +193,24 @@ class _Pump:
 
     def kick(self) -> None:
         wake = self._wake
+        if wake is _PARK:
+            self._wake = None  # told to park but not gone yet: it carries on instead
+            return
         if wake is not None:
             self._wake = None
             wake.set()
         elif not self.writing:
             self.writing = True
             self._done = anyio.Event()
+            self.engine.writers.add(self)
+            self.engine.heartbeat.sweep_soon()
             self.engine.running_group.start_soon(self._writer)
+
+    def park_if_idle(self, idle_before: float) -> None:
+        wake = self._wake
+        if wake is not None and wake is not _PARK and self._idle_since <= idle_before:
+            self._wake = _PARK
+            wake.set()
 
     async def flush(self) -> None:
         session = self.session
@@ -229,19 +250,21 @@ class _Pump:
                         if not session.flushing:
                             await self.send_close()
                         return
+                    # Idle: wait for a kick. The heartbeat's sweep parks writers idle for
+                    # writer_linger (no timer per wait: nothing long-lived per delivery).
+                    self._idle_since = self.engine.clock()
                     wake = self._wake = anyio.Event()
-                    with anyio.move_on_after(self._linger):
-                        await wake.wait()
-                    if self._wake is wake:  # not kicked while lingering: park
+                    await wake.wait()
+                    if self._wake is _PARK:
                         self._wake = None
-                        if not session._outbox:
-                            return
+                        return
         except Exception as exc:  # ASGI servers signal a vanished peer with their own types
             logger.debug("session %s: send failed: %r", session.sid, exc)
             self.peer_gone = True
             session.close("transport error")
         finally:
             self.writing = False
+            self.engine.writers.discard(self)
             self._scope = None
             if self._done is not None:
                 self._done.set()
