@@ -18,6 +18,7 @@ import anyio
 import anyio.abc
 
 from rooms._types import Clock, Receive, Scope, Send
+from rooms.engine.flusher import Flusher
 from rooms.engine.heartbeat import Heartbeat
 from rooms.engine.session import Session, State
 from rooms.exceptions import RoomsError
@@ -68,6 +69,7 @@ class EngineServer:
         max_outbox: int = 4096,
         upgrade_timeout: float = 10.0,
         writer_linger: float = 5.0,
+        stall_after: float = 0.1,
         clock: Clock | None = None,
     ) -> None:
         for name in transports:
@@ -93,6 +95,8 @@ class EngineServer:
         self.clock: Clock = clock or anyio.current_time
         self.sessions: dict[str, Session] = {}
         self.heartbeat = Heartbeat(ping_interval, ping_timeout, self._now)
+        # Sends frames nobody else is sending; a stalled send gets its own writer.
+        self.flusher = Flusher(self._now, stall_after)
         self.heartbeat.sweep_every = writer_linger
         self.heartbeat.sweep = self._sweep_writers
         # Websocket writers that currently exist (see websocket._Pump).
@@ -132,12 +136,14 @@ class EngineServer:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self.heartbeat.run)
+            self.flusher.start(tg)
             try:
                 yield tg
             finally:
                 with anyio.CancelScope(shield=True):
                     await self.shutdown()
                 self._tg = None
+                self.flusher = Flusher(self._now, self.flusher.stall_after)
                 tg.cancel_scope.cancel()
 
     async def shutdown(self, grace: float = 1.0) -> None:

@@ -2,7 +2,7 @@
 
 The ASGI task reads, dispatches, and sends what its own dispatching queued. Frames queued
 by other tasks are sent by a writer task that exists only while there is something to send
-(see :class:`_Pump`), so emitting never waits on a slow socket and an idle connection holds
+(see the flusher), so emitting never waits on a slow socket and an idle connection holds
 no task of ours.
 """
 
@@ -156,16 +156,18 @@ class _Parked:
 _PARK: Any = _Parked()
 
 
-class _Pump:
+class Pump:
     """Sends a websocket session's frames: the carrier of :class:`Session`.
 
-    The reader (the ASGI task) flushes what its own dispatching produced. Frames queued by
-    other tasks kick a writer task into the server's task group; it lingers for a while
-    waiting for more, then ends, so an idle connection costs no task.
+    The reader (the ASGI task) sends what its own dispatching produced. Frames queued by
+    other tasks are sent by the engine's :class:`~rooms.engine.flusher.Flusher`; a session
+    the flusher found slow gets a writer task of its own, which lingers for a while waiting
+    for more, then ends. An idle connection costs no task of ours.
     """
 
     __slots__ = (
         "_done",
+        "_flushed",
         "_idle_since",
         "_scope",
         "_send",
@@ -174,7 +176,9 @@ class _Pump:
         "close_sent",
         "engine",
         "peer_gone",
+        "scheduled",
         "session",
+        "slow",
         "writing",
     )
 
@@ -190,8 +194,16 @@ class _Pump:
         self.peer_gone = False
         self.close_sent = False
         self.close_code = CLOSE_NORMAL
+        self.scheduled = False  # waiting in the flusher's queue
+        self.slow = False  # served by its own writer instead of the flusher
+        self._flushed: anyio.Event | None = None  # someone waits for the flush to end
 
     def kick(self) -> None:
+        if not self.slow and not self.writing and self.engine.flusher.running:
+            if not self.scheduled:
+                self.scheduled = True
+                self.engine.flusher.schedule(self)
+            return
         wake = self._wake
         if wake is _PARK:
             self._wake = None  # told to park but not gone yet: it carries on instead
@@ -213,16 +225,25 @@ class _Pump:
             wake.set()
 
     async def flush(self) -> None:
+        """Send what is queued, and the close frame once the session is closing."""
         session = self.session
         if session.flushing:
             return
         session.flushing = True
         try:
             await self.drain()
+            if session.state is State.CLOSING:
+                await self.send_close()
+        except Exception as exc:  # ASGI servers signal a vanished peer with their own types
+            logger.debug("session %s: send failed: %r", session.sid, exc)
+            self.peer_gone = True
+            session.close("transport error")
         finally:
             session.flushing = False
-        if session.state is State.CLOSING and not self.close_sent:
-            self.kick()  # the writer sends the close frame
+            flushed = self._flushed
+            if flushed is not None:
+                self._flushed = None
+                flushed.set()
 
     async def drain(self) -> None:
         """Send everything queued; the caller holds ``session.flushing``."""
@@ -247,8 +268,6 @@ class _Pump:
                 while True:
                     await self.flush()
                     if session.state is State.CLOSING or session.state is State.CLOSED:
-                        if not session.flushing:
-                            await self.send_close()
                         return
                     # Idle: wait for a kick. The heartbeat's sweep parks writers idle for
                     # writer_linger (no timer per wait: nothing long-lived per delivery).
@@ -257,6 +276,7 @@ class _Pump:
                     await wake.wait()
                     if self._wake is _PARK:
                         self._wake = None
+                        self.slow = False  # back to the shared flusher
                         return
         except Exception as exc:  # ASGI servers signal a vanished peer with their own types
             logger.debug("session %s: send failed: %r", session.sid, exc)
@@ -279,7 +299,11 @@ class _Pump:
             if self.writing and self._scope is not None:
                 self._scope.cancel()
                 await self._done.wait()
-        if not self.peer_gone and not self.close_sent:
+        if self.session.flushing:  # the flusher is sending for us: let it finish
+            flushed = self._flushed = anyio.Event()
+            with anyio.move_on_after(timeout):
+                await flushed.wait()
+        if not self.peer_gone and not self.close_sent and not self.session.flushing:
             with anyio.move_on_after(timeout):
                 try:
                     self.session.flushing = True
@@ -290,7 +314,7 @@ class _Pump:
 
 
 async def _run(engine: EngineServer, session: Session, receive: Receive, send: Send) -> None:
-    pump = _Pump(engine, session, send)
+    pump = Pump(engine, session, send)
     session.carrier = pump
     max_payload = engine.max_payload
     try:

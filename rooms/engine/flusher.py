@@ -1,0 +1,124 @@
+"""One task sends queued frames for every websocket session, in turn.
+
+Frames a task produces for its own connection (the reader's replies, a handler's ack) are
+sent by that task. Everything else (broadcasts, server-side emits, pings) is queued and the
+session is *scheduled* here: one flusher task walks the scheduled sessions and sends each
+one's frames, the way a hand-written loop over ``await websocket.send(...)`` would, with no
+task and no event per recipient.
+
+A slow consumer must not hold everyone else up. A watchdog notices a send that has not
+returned within ``stall_after`` seconds; that session is marked slow (from then on its own
+writer task serves it) and a fresh flusher takes over the queue. The stalled flusher finishes
+that one session and ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+
+from rooms._types import Clock
+
+if TYPE_CHECKING:
+    from rooms.engine.websocket import Pump
+
+logger = logging.getLogger("rooms.engine")
+
+
+class Flusher:
+    __slots__ = (
+        "_clock",
+        "_current",
+        "_generation",
+        "_queue",
+        "_started",
+        "_tg",
+        "_wake",
+        "_watch_wake",
+        "stall_after",
+        "stalls",
+    )
+
+    def __init__(self, clock: Clock, stall_after: float) -> None:
+        self._clock = clock
+        self.stall_after = stall_after
+        self.stalls = 0
+        self._queue: deque[Pump] = deque()
+        self._current: Pump | None = None
+        self._started = 0.0
+        self._generation = 0
+        self._wake: anyio.Event | None = None
+        self._watch_wake: anyio.Event | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    def start(self, tg: anyio.abc.TaskGroup) -> None:
+        self._tg = tg
+        tg.start_soon(self._run, self._generation)
+        tg.start_soon(self._watch)
+
+    @property
+    def running(self) -> bool:
+        return self._tg is not None
+
+    def schedule(self, pump: Pump) -> None:
+        """``pump`` has frames queued and nobody sending them."""
+        self._queue.append(pump)
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            wake.set()
+            watch = self._watch_wake
+            if watch is not None:
+                self._watch_wake = None
+                watch.set()
+
+    async def _run(self, generation: int) -> None:
+        queue = self._queue
+        while generation == self._generation:
+            if not queue:
+                wake = self._wake = anyio.Event()
+                await wake.wait()
+                continue
+            pump = queue.popleft()
+            pump.scheduled = False
+            if pump.slow:
+                pump.kick()
+                continue
+            self._current = pump
+            self._started = self._clock()
+            try:
+                await pump.flush()
+            finally:
+                if generation == self._generation:
+                    self._current = None
+                else:
+                    pump.slow = False  # we were the stalled flusher: it caught up
+        # A newer flusher owns the queue now.
+
+    async def _watch(self) -> None:
+        while True:
+            if self._current is None and not self._queue:
+                watch = self._watch_wake = anyio.Event()
+                await watch.wait()
+                continue
+            await anyio.sleep(self.stall_after / 2)
+            current = self._current
+            if current is not None and self._clock() - self._started > self.stall_after:
+                self._hand_off(current)
+
+    def _hand_off(self, pump: Pump) -> None:
+        logger.info(
+            "session %s: a send stalled for over %.3f s; giving it its own writer",
+            pump.session.sid,
+            self.stall_after,
+        )
+        self.stalls += 1
+        pump.slow = True
+        self._current = None
+        self._generation += 1
+        if self._tg is not None:
+            self._tg.start_soon(self._run, self._generation)
