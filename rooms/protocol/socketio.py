@@ -85,18 +85,20 @@ def encode(packet: Packet) -> list[str | bytes]:
     """Encode a packet as one text message followed by its binary attachments."""
     ptype = packet.type
     data = packet.data
-    if ptype in (PacketType.EVENT, PacketType.ACK) and _has_binary(data):
-        buffers: list[bytes] = []
-        data = _deconstruct(data, buffers)
-        binary_type = (
-            PacketType.BINARY_EVENT if ptype == PacketType.EVENT else PacketType.BINARY_ACK
-        )
-        head = _header(binary_type, packet.nsp, packet.id, len(buffers))
-        return [head + dumps(data), *buffers]
     head = _header(ptype, packet.nsp, packet.id)
     if data is None:
         return [head]
-    return [head + dumps(data)]
+    try:
+        # The common case: plain JSON. Bytes make the encoder refuse, and only then is the
+        # data walked for binary parts; no walk for every emit.
+        return [head + dumps(data)]
+    except TypeError:
+        if ptype not in (PacketType.EVENT, PacketType.ACK) or not _has_binary(data):
+            raise
+    buffers: list[bytes] = []
+    data = _deconstruct(data, buffers)
+    binary = PacketType.BINARY_EVENT if ptype == PacketType.EVENT else PacketType.BINARY_ACK
+    return [_header(binary, packet.nsp, packet.id, len(buffers)) + dumps(data), *buffers]
 
 
 def encode_event(
