@@ -73,9 +73,16 @@ class BroadcastOperator:
         return BroadcastOperator(self._nsp, self._opts, seconds)
 
     async def emit(self, event: str, *args: Any) -> None:
-        """Send ``event`` to every selected socket; encoded once for all of them."""
+        """Send ``event`` to every selected socket; encoded once for all of them.
+
+        Returns when the frames have been handed to the transports (or queued for a slow
+        client's own writer); it never waits on a slow client.
+        """
         frames = [engineio.message_frame(f) for f in sio.encode_event(self._nsp.name, event, args)]
         self._nsp.adapter.deliver(frames, self._opts)
+        # Backpressure: return once the flusher has served the recipients, so a loop of
+        # emits cannot outrun the sends (a stalled recipient is handed off, never waited on).
+        await self._nsp.server.engine.flusher.wait_flushed()
 
     async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
         """Send ``event`` and collect every recipient's ack.

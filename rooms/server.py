@@ -49,6 +49,8 @@ class Server:
         max_outbox: int = 4096,
         ack_timeout: float = 30.0,
         connect_timeout: float = 45.0,
+        stall_after: float = 0.1,
+        writer_linger: float = 5.0,
         clock: Clock | None = None,
     ) -> None:
         self.ack_timeout = ack_timeout
@@ -62,6 +64,8 @@ class Server:
             transports=transports,
             cors_allowed_origins=cors_allowed_origins,
             max_outbox=max_outbox,
+            stall_after=stall_after,
+            writer_linger=writer_linger,
             clock=clock,
         )
         # A client that opens a session but joins no namespace is dropped after this delay.

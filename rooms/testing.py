@@ -110,6 +110,7 @@ class TestClient:
         self.pings = 0
         self._pinged = anyio.Event()
         self._app_done = anyio.Event()
+        self._reading: anyio.Event | None = None  # set while the client is "not reading"
         self._stack = AsyncExitStack()
         self._decoder = sio.Decoder()
         self._ack_seq = 0
@@ -192,6 +193,8 @@ class TestClient:
             return await self._app_receive.receive()
 
         async def send(message: Message) -> None:
+            while self._reading is not None:  # a client that stopped reading: send blocks
+                await self._reading.wait()
             await self._app_send.send(message)
 
         try:
@@ -275,6 +278,16 @@ class TestClient:
                 await self._events_in.send((packet.nsp, event, args))
 
     # ------------------------------------------------------------------ API
+
+    def stop_reading(self) -> None:
+        """Simulate a slow consumer: the server's sends to this client block."""
+        if self._reading is None:
+            self._reading = anyio.Event()
+
+    def resume_reading(self) -> None:
+        reading, self._reading = self._reading, None
+        if reading is not None:
+            reading.set()
 
     def on(self, event: str, handler: Callable[..., Any]) -> None:
         """Answer server ``emit_with_ack`` calls for ``event`` with ``handler(*args)``."""

@@ -6,7 +6,9 @@ session is *scheduled* here: one flusher task walks the scheduled sessions and s
 one's frames, the way a hand-written loop over ``await websocket.send(...)`` would, with no
 task and no event per recipient.
 
-A slow consumer must not hold everyone else up. A watchdog notices a send that has not
+Producers get backpressure from :meth:`Flusher.wait_flushed`: a broadcast returns once the
+sessions it scheduled have been served, so a loop of emits cannot outrun the sends and fill
+every outbox. A slow consumer must not hold everyone else up. A watchdog notices a send that has not
 returned within ``stall_after`` seconds; that session is marked slow (from then on its own
 writer task serves it) and a fresh flusher takes over the queue. The stalled flusher finishes
 that one session and ends.
@@ -33,10 +35,13 @@ class Flusher:
     __slots__ = (
         "_clock",
         "_current",
+        "_flushed",
         "_generation",
         "_queue",
+        "_scheduled",
         "_started",
         "_tg",
+        "_waiters",
         "_wake",
         "_watch_wake",
         "stall_after",
@@ -54,6 +59,10 @@ class Flusher:
         self._wake: anyio.Event | None = None
         self._watch_wake: anyio.Event | None = None
         self._tg: anyio.abc.TaskGroup | None = None
+        # Backpressure bookkeeping: sessions scheduled and served so far, and who waits.
+        self._scheduled = 0
+        self._flushed = 0
+        self._waiters: deque[tuple[int, anyio.Event]] = deque()
 
     def start(self, tg: anyio.abc.TaskGroup) -> None:
         self._tg = tg
@@ -67,6 +76,7 @@ class Flusher:
     def schedule(self, pump: Pump) -> None:
         """``pump`` has frames queued and nobody sending them."""
         self._queue.append(pump)
+        self._scheduled += 1
         wake = self._wake
         if wake is not None:
             self._wake = None
@@ -87,6 +97,7 @@ class Flusher:
             pump.scheduled = False
             if pump.slow:
                 pump.kick()
+                self._served()
                 continue
             self._current = pump
             self._started = self._clock()
@@ -95,9 +106,25 @@ class Flusher:
             finally:
                 if generation == self._generation:
                     self._current = None
+                    self._served()
                 else:
                     pump.slow = False  # we were the stalled flusher: it caught up
         # A newer flusher owns the queue now.
+
+    def _served(self) -> None:
+        self._flushed += 1
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= self._flushed:
+            waiters.popleft()[1].set()
+
+    async def wait_flushed(self) -> None:
+        """Wait until every session scheduled so far has been served (or handed off)."""
+        target = self._scheduled
+        if self._flushed >= target or self._tg is None:
+            return
+        done = anyio.Event()
+        self._waiters.append((target, done))
+        await done.wait()
 
     async def _watch(self) -> None:
         while True:
@@ -119,6 +146,7 @@ class Flusher:
         self.stalls += 1
         pump.slow = True
         self._current = None
+        self._served()  # as far as waiting producers are concerned
         self._generation += 1
         if self._tg is not None:
             self._tg.start_soon(self._run, self._generation)
