@@ -1,0 +1,32 @@
+"""The benchmark app on rooms: ``join``, ``echo`` and ``fanout``, all acknowledged.
+
+Run by ``benchmarks/run.py`` as ``uvicorn rooms_app:app --app-dir benchmarks/apps ...``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import rooms
+
+server = rooms.Server(ping_interval=25, ping_timeout=20, max_payload=1_000_000)
+
+
+@server.on("join")
+async def join(socket: rooms.Socket, room: str) -> bool:
+    await socket.join(room)
+    return True
+
+
+@server.on("echo")
+def echo(socket: rooms.Socket, data: Any) -> Any:
+    return data
+
+
+@server.on("fanout")
+async def fanout(socket: rooms.Socket, room: str, payload: Any) -> bool:
+    await server.to(room).emit("msg", payload)
+    return True
+
+
+app = rooms.RoomsMiddleware(None, server=server)
