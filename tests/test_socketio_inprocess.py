@@ -414,3 +414,24 @@ async def test_a_client_that_answers_pings_stays_and_a_silent_one_is_dropped() -
         await silent.wait_disconnected()
         assert reasons == ["ping timeout"]
         assert await polite.call("echo", "alive") == "alive"
+
+
+async def test_a_dynamic_namespace_may_be_approved_by_an_async_callable() -> None:
+    server = rooms.Server()
+
+    async def tenant_exists(name: str, auth: dict[str, Any]) -> bool:
+        return name.startswith("/tenant-") and auth.get("key") == name[len("/tenant-") :]
+
+    tenants = server.of(tenant_exists)
+    tenants.on("where", lambda socket: socket.nsp.name)
+    async with TestClient(server) as client:
+        await client.connect("/tenant-acme", auth={"key": "acme"})
+        assert await client.call("where", namespace="/tenant-acme") == "/tenant-acme"
+        with pytest.raises(rooms.ConnectionRefused, match="Invalid namespace"):
+            await client.connect("/tenant-other", auth={"key": "wrong"})
+        await client.disconnect("/tenant-acme")
+        # An emptied child namespace is dropped; the parent keeps its handlers for the next.
+        await client.connect("/", auth={})  # a round trip: the disconnect was handled
+        assert "/tenant-acme" not in server.namespaces
+        await client.connect("/tenant-acme", auth={"key": "acme"})
+        assert await client.call("where", namespace="/tenant-acme") == "/tenant-acme"
