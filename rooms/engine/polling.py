@@ -96,13 +96,21 @@ async def _preflight(engine: EngineServer, scope: Scope, send: Send) -> None:
     await respond(send, 204, b"", headers)
 
 
+async def _refuse_overlap(
+    engine: EngineServer, session: Session, scope: Scope, send: Send, method: str
+) -> None:
+    logger.info(
+        "session %s: expected one %s at a time, got an overlapping one", session.sid, method
+    )
+    session.close("transport error")
+    await respond_error(engine, scope, send, HandshakeError.BAD_REQUEST)
+
+
 async def _get(
     engine: EngineServer, session: Session, scope: Scope, receive: Receive, send: Send
 ) -> None:
     if session.polling_get:
-        logger.info("session %s: expected one GET at a time, got an overlapping one", session.sid)
-        session.close("transport error")
-        await respond_error(engine, scope, send, HandshakeError.BAD_REQUEST)
+        await _refuse_overlap(engine, session, scope, send, "GET")
         return
     session.polling_get = True
     frames: list[str | bytes] | None = None
@@ -141,9 +149,7 @@ async def _post(
     engine: EngineServer, session: Session, scope: Scope, receive: Receive, send: Send
 ) -> None:
     if session.polling_post:
-        logger.info("session %s: expected one POST at a time, got an overlapping one", session.sid)
-        session.close("transport error")
-        await respond_error(engine, scope, send, HandshakeError.BAD_REQUEST)
+        await _refuse_overlap(engine, session, scope, send, "POST")
         return
     session.polling_post = True
     try:
