@@ -46,6 +46,13 @@ class Connection:
         """Dispatch one message. A CONNECT returns the connect flow for the engine to await
         before the next message (middlewares and connect handler may be async); everything
         else completes here, async event handlers in their own task."""
+        if type(data) is str and data[:1] == "2" and not self.decoder.awaiting_attachments:
+            # Fast path: an EVENT on the main namespace, most of what clients send.
+            socket = self.sockets.get("/")
+            event = sio.decode_main_event(data) if socket is not None else None
+            if event is not None and socket is not None:
+                socket.nsp.on_event(socket, event[0], event[1])
+                return None
         try:
             packet = self.decoder.feed(data)
         except ProtocolError as exc:
@@ -58,7 +65,7 @@ class Connection:
         socket = self.sockets.get(packet.nsp)
         if socket is not None:
             if ptype is EVENT:
-                socket.nsp.on_event(socket, packet)
+                socket.nsp.on_event(socket, packet.data, packet.id)
                 return None
             if ptype is ACK:
                 socket._on_ack(packet)

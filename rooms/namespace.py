@@ -231,8 +231,9 @@ class Namespace(_Handlers):
 
     # ------------------------------------------------------------------ events
 
-    def on_event(self, socket: Socket, packet: sio.Packet) -> None:
-        data: list[Any] = packet.data
+    def on_event(self, socket: Socket, data: list[Any], ack_id: int | None) -> None:
+        """Run the handler for ``data = [event, *args]``; its return value answers
+        ``ack_id``."""
         registry = self._registry
         handler = registry.events.get(data[0])
         args = data[1:]
@@ -247,16 +248,19 @@ class Namespace(_Handlers):
             logger.info("socket %s: %s; event ignored", socket.id, exc)
             return
         if handler.is_async:
-            self.server.spawn(self._run_handler, handler, socket, call_args, packet.id)
+            self.server.spawn(self._run_handler, handler, socket, call_args, ack_id)
             return
         try:
             result = handler.func(socket, *call_args)
         except Exception:
             logger.exception("handler %s failed", handler.name)
             return
-        if packet.id is not None and socket.connected:
-            socket._send_packet(
-                sio.Packet(sio.PacketType.ACK, self.name, ack_args(result), packet.id)
+        if ack_id is not None and socket.connected:
+            socket._write(
+                [
+                    engineio.message_frame(f)
+                    for f in sio.encode_ack(self.name, ack_id, ack_args(result))
+                ]
             )
 
     async def _run_handler(
@@ -268,8 +272,8 @@ class Namespace(_Handlers):
             logger.exception("handler %s failed", handler.name)
             return
         if ack_id is not None and socket.connected:
-            packet = sio.Packet(sio.PacketType.ACK, self.name, ack_args(result), ack_id)
-            await socket._write_now([engineio.message_frame(f) for f in sio.encode(packet)])
+            frames = sio.encode_ack(self.name, ack_id, ack_args(result))
+            await socket._write_now([engineio.message_frame(f) for f in frames])
 
     # ------------------------------------------------------------------ leaving
 

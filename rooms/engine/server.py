@@ -243,16 +243,21 @@ class EngineServer:
 
     # ------------------------------------------------------------------ packets
 
+    def dispatch_message(self, session: Session, data: str | bytes) -> Any:
+        """Hand a MESSAGE to ``on_message``. What it returns, if not None, is an awaitable
+        (a coroutine function's coroutine; Socket.IO's connect flow) that the transport
+        awaits before it reads the next packet."""
+        if self.on_message is None or session.closed:
+            return None
+        return self.on_message(session, data)
+
     async def receive_packet(self, session: Session, packet: Packet) -> None:
         """Act on one packet from the client (either transport)."""
         ptype = packet.type
         if ptype is PacketType.MESSAGE:
-            if self.on_message is not None and not session.closed:
-                # A callback may return an awaitable (a coroutine function does; Socket.IO
-                # returns one for CONNECT): it runs to completion before the next packet.
-                result = self.on_message(session, packet.data)
-                if result is not None:
-                    await result
+            pending = self.dispatch_message(session, packet.data)
+            if pending is not None:
+                await pending
         elif ptype is PacketType.PONG:
             self.heartbeat.pong(session)
         elif ptype is PacketType.CLOSE:

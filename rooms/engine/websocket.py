@@ -344,26 +344,37 @@ async def _run(engine: EngineServer, session: Session, receive: Receive, send: S
                 pump.close_code = CLOSE_TOO_BIG
                 session.close("transport error")
                 break
-            try:
-                packet = decode_frame(data)
-            except ProtocolError as exc:
-                logger.info("session %s: %s", session.sid, exc)
-                pump.close_code = CLOSE_PROTOCOL_ERROR
-                session.close("parse error")
-                break
-            if packet.type is PacketType.PING and packet.data == "probe":
-                logger.info(
-                    "session %s: expected no probe on an open websocket, got one", session.sid
-                )
-                continue
-            if session.flushing:  # the writer is busy: it will send what this produces
-                await engine.receive_packet(session, packet)
-            else:
-                session.flushing = True  # what this dispatch queues, this task sends
+            # The common frame, a text MESSAGE, goes straight to the callback; anything else
+            # is decoded into a Packet first.
+            text: str | None = data[1:] if type(data) is str and data[:1] == "4" else None
+            if text is None:
                 try:
+                    packet = decode_frame(data)
+                except ProtocolError as exc:
+                    logger.info("session %s: %s", session.sid, exc)
+                    pump.close_code = CLOSE_PROTOCOL_ERROR
+                    session.close("parse error")
+                    break
+                if packet.type is PacketType.PING and packet.data == "probe":
+                    logger.info(
+                        "session %s: expected no probe on an open websocket, got one",
+                        session.sid,
+                    )
+                    continue
+            held = not session.flushing  # else another task is sending: it takes our output
+            if held:
+                session.flushing = True  # what this dispatch queues, this task sends
+            try:
+                if text is not None:
+                    pending = engine.dispatch_message(session, text)
+                    if pending is not None:
+                        await pending
+                else:
                     await engine.receive_packet(session, packet)
+                if held:
                     await pump.drain()
-                finally:
+            finally:
+                if held:
                     session.flushing = False
             if session.closed:
                 break

@@ -101,6 +101,16 @@ def encode(packet: Packet) -> list[str | bytes]:
     return [_header(binary, packet.nsp, packet.id, len(buffers)) + dumps(data), *buffers]
 
 
+def encode_ack(nsp: str, ack_id: int, args: list[Any]) -> list[str | bytes]:
+    """Encode the ACK answering ``ack_id``; the hot path of every acknowledged event."""
+    try:
+        if nsp == "/":
+            return [f"3{ack_id}{dumps(args)}"]
+        return [f"3{nsp},{ack_id}{dumps(args)}"]
+    except TypeError:
+        return encode(Packet(PacketType.ACK, nsp, args, ack_id))
+
+
 def encode_event(
     nsp: str, event: str, args: Sequence[Any], ack_id: int | None = None
 ) -> list[str | bytes]:
@@ -173,6 +183,32 @@ def _reconstruct(value: Any, buffers: list[bytes]) -> Any:
             return buffers[num]
         return {k: _reconstruct(v, buffers) for k, v in value.items()}
     return value
+
+
+def decode_main_event(text: str) -> tuple[list[Any], int | None] | None:
+    """Fast path for the most common packet: a text EVENT on ``/``, ``2[<id>][...]``.
+
+    Returns ``(data, ack_id)``, or None when ``text`` is anything else (then use
+    :class:`Decoder`). Validates exactly as :func:`decode_text` does.
+    """
+    i = 1
+    n = len(text)
+    while i < n and "0" <= text[i] <= "9":
+        i += 1
+    if i >= n or text[i] != "[":
+        return None
+    try:
+        data = json.loads(text[i:])
+    except (ValueError, RecursionError):
+        return None  # let the full decoder produce the error message
+    if (
+        not isinstance(data, list)
+        or not data
+        or not isinstance(data[0], str)
+        or data[0] in RESERVED_EVENTS
+    ):
+        return None
+    return data, (int(text[1:i]) if i > 1 else None)
 
 
 def decode_text(text: str) -> Packet:
