@@ -37,13 +37,14 @@ class Flusher:
         "_current",
         "_flushed",
         "_generation",
+        "_progress",
         "_queue",
         "_scheduled",
-        "_started",
         "_tg",
         "_waiters",
         "_wake",
         "_watch_wake",
+        "running",
         "stall_after",
         "stalls",
     )
@@ -54,7 +55,10 @@ class Flusher:
         self.stalls = 0
         self._queue: deque[Pump] = deque()
         self._current: Pump | None = None
-        self._started = 0.0
+        # Counts sessions served; the watchdog compares it between two looks instead of
+        # reading the clock for every session.
+        self._progress = 0
+        self.running = False
         self._generation = 0
         self._wake: anyio.Event | None = None
         self._watch_wake: anyio.Event | None = None
@@ -66,12 +70,9 @@ class Flusher:
 
     def start(self, tg: anyio.abc.TaskGroup) -> None:
         self._tg = tg
+        self.running = True
         tg.start_soon(self._run, self._generation)
         tg.start_soon(self._watch)
-
-    @property
-    def running(self) -> bool:
-        return self._tg is not None
 
     def schedule(self, pump: Pump) -> None:
         """``pump`` has frames queued and nobody sending them."""
@@ -100,7 +101,7 @@ class Flusher:
                 self._served()
                 continue
             self._current = pump
-            self._started = self._clock()
+            self._progress += 1
             try:
                 await pump.flush()
             finally:
@@ -132,10 +133,13 @@ class Flusher:
                 watch = self._watch_wake = anyio.Event()
                 await watch.wait()
                 continue
+            current, progress = self._current, self._progress
             await anyio.sleep(self.stall_after / 2)
-            current = self._current
-            if current is not None and self._clock() - self._started > self.stall_after:
-                self._hand_off(current)
+            # Still on the same session after half the stall time; once more and it stalled.
+            if current is not None and current is self._current and progress == self._progress:
+                await anyio.sleep(self.stall_after / 2)
+                if current is self._current and progress == self._progress:
+                    self._hand_off(current)
 
     def _hand_off(self, pump: Pump) -> None:
         logger.info(

@@ -190,9 +190,16 @@ class Session:
     # ------------------------------------------------------------------ draining
 
     def take(self) -> list[Frame]:
-        """Take every queued frame (the caller sends them)."""
+        """Take every queued frame (the caller sends them and owns the list)."""
         frames = self._outbox
         self._outbox = []
+        return frames
+
+    def swap(self, spare: list[Frame]) -> list[Frame]:
+        """Take every queued frame, leaving the caller's emptied ``spare`` list in its place
+        (the websocket drain reuses two lists instead of allocating one per flush)."""
+        frames = self._outbox
+        self._outbox = spare
         return frames
 
     async def next_frames(self) -> list[Frame]:

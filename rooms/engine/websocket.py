@@ -17,7 +17,13 @@ from rooms._types import Receive, Scope, Send
 from rooms.engine.server import parse_query
 from rooms.engine.session import Session, State
 from rooms.exceptions import ProtocolError
-from rooms.protocol.engineio import PONG_PROBE, HandshakeError, PacketType, decode_frame
+from rooms.protocol.engineio import (
+    PONG_PROBE,
+    Frame,
+    HandshakeError,
+    PacketType,
+    decode_frame,
+)
 
 if TYPE_CHECKING:
     from rooms.engine.server import EngineServer
@@ -171,6 +177,7 @@ class Pump:
         "_idle_since",
         "_scope",
         "_send",
+        "_spare",
         "_wake",
         "close_code",
         "close_sent",
@@ -187,6 +194,7 @@ class Pump:
         self.session = session
         self._send = send
         self._idle_since = 0.0
+        self._spare: list[Frame] = []
         self.writing = False
         self._wake: anyio.Event | None = None
         self._done: anyio.Event | None = None
@@ -250,11 +258,15 @@ class Pump:
         session = self.session
         send = self._send
         while session._outbox:
-            for frame in session.take():
+            frames = session.swap(self._spare)
+            self._spare = []  # in case a send fails midway and frames is dropped
+            for frame in frames:
                 if type(frame) is str:
                     await send({"type": "websocket.send", "text": frame})
                 else:
                     await send({"type": "websocket.send", "bytes": frame})
+            frames.clear()
+            self._spare = frames
 
     async def send_close(self) -> None:
         if not self.close_sent and not self.peer_gone:
