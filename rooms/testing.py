@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from rooms._types import ASGIApp, Message
@@ -31,7 +32,7 @@ from rooms.exceptions import AckTimeout, ConnectionRefused, Disconnected
 from rooms.protocol import engineio
 from rooms.protocol import socketio as sio
 
-__all__ = ["Lifespan", "TestClient"]
+__all__ = ["Lifespan", "TestClient", "check_broker"]
 
 
 class Lifespan:
@@ -355,3 +356,94 @@ class TestClient:
     async def wait_disconnected(self, timeout: float | None = None) -> None:
         with anyio.fail_after(self.timeout if timeout is None else timeout):
             await self.disconnected.wait()
+
+
+# ----------------------------------------------------------------------------- brokers
+
+BrokerFactory = Callable[[], Any]
+"""Returns a new, unopened broker; all brokers it returns share one backend (one
+"cluster"), as processes on one Redis do."""
+
+
+async def check_broker(factory: BrokerFactory, timeout: float = 5.0) -> None:
+    """The conformance check every :class:`rooms.brokers.Broker` must pass.
+
+    Raises AssertionError naming the rule that failed. Run it on asyncio and trio::
+
+        async def test_my_broker_conforms():
+            await rooms.testing.check_broker(lambda: MyBroker(url))
+    """
+    with anyio.fail_after(timeout * 4):
+        await _fan_out_and_order(factory, timeout)
+        await _channels_are_separate(factory, timeout)
+        await _leaving_unsubscribes(factory, timeout)
+        await _closing_ends_subscriptions(factory, timeout)
+
+
+async def _receive(messages: Any, timeout: float, rule: str) -> bytes:
+    with anyio.move_on_after(timeout):
+        message: bytes = await messages.__anext__()
+        return message
+    raise AssertionError(f"{rule}: expected a message within {timeout} s, got none")
+
+
+async def _fan_out_and_order(factory: BrokerFactory, timeout: float) -> None:
+    rule = "every subscriber of a channel, in any process, gets every message, in order"
+    payloads = [bytes(range(256)), b"", b"x" * 1_000_000, *(str(n).encode() for n in range(50))]
+    async with (
+        factory() as a,
+        factory() as b,
+        a.subscribe("conformance.fan") as on_a,
+        b.subscribe("conformance.fan") as on_b,
+    ):
+        for payload in payloads:
+            await a.publish("conformance.fan", payload)
+        for messages in (on_a, on_b):
+            got = [await _receive(messages, timeout, rule) for _ in payloads]
+            assert got == payloads, f"{rule}: messages differ or are out of order"
+
+
+async def _channels_are_separate(factory: BrokerFactory, timeout: float) -> None:
+    rule = "a subscriber gets only its channel's messages"
+    async with factory() as a, factory() as b, b.subscribe("conformance.one") as one:
+        await a.publish("conformance.other", b"not for you")
+        await a.publish("conformance.one", b"for you")
+        got = await _receive(one, timeout, rule)
+        assert got == b"for you", f"{rule}: got {got[:32]!r}"
+
+
+async def _leaving_unsubscribes(factory: BrokerFactory, timeout: float) -> None:
+    rule = "leaving subscribe() unsubscribes; publishing to nobody is fine"
+    async with factory() as a, factory() as b:
+        async with b.subscribe("conformance.leave") as messages:
+            await a.publish("conformance.leave", b"first")
+            assert await _receive(messages, timeout, rule) == b"first", rule
+        await a.publish("conformance.leave", b"after leaving")  # no subscriber: no error
+        async with b.subscribe("conformance.leave") as again:
+            await a.publish("conformance.leave", b"second")
+            got = await _receive(again, timeout, rule)
+            assert got == b"second", f"{rule}: a new subscription saw {got!r} (no history)"
+
+
+async def _closing_ends_subscriptions(factory: BrokerFactory, timeout: float) -> None:
+    rule = "closing a broker ends its subscriptions' iteration"
+    ended = anyio.Event()
+    broker = factory()
+    await broker.__aenter__()
+    try:
+        async with broker.subscribe("conformance.close") as messages:
+
+            async def drain() -> None:
+                async for _ in messages:
+                    pass
+                ended.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(drain)
+                await anyio.lowlevel.checkpoint()
+                await broker.__aexit__(None, None, None)
+                with anyio.move_on_after(timeout):
+                    await ended.wait()
+                assert ended.is_set(), rule
+    finally:
+        await broker.__aexit__(None, None, None)
