@@ -53,9 +53,5 @@ class Disconnected(RoomsError, ConnectionError):
     """The socket or session is closed; nothing more can be sent on it."""
 
 
-class OutboxFull(Disconnected):
-    """A slow consumer let its bounded outbox fill up; its connection was closed."""
-
-
 class BrokerError(RoomsError):
     """A broker could not move a message between processes."""

@@ -157,7 +157,8 @@ class Server:
         namespace: str = "/",
     ) -> None:
         """Emit from anywhere (handlers, HTTP routes, background tasks)."""
-        op = self.of(namespace).to(to) if to is not None else self.of(namespace).except_()
+        nsp = self.of(namespace)
+        op = nsp.to(to) if to is not None else nsp._op()
         if except_ is not None:
             op = op.except_(except_)
         await op.emit(event, *args)

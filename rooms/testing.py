@@ -380,6 +380,12 @@ async def check_broker(factory: BrokerFactory, timeout: float = 5.0) -> None:
         await _closing_ends_subscriptions(factory, timeout)
 
 
+def _require(condition: bool, message: str) -> None:
+    # Not `assert`: the check must hold under `python -O` too.
+    if not condition:
+        raise AssertionError(message)
+
+
 async def _receive(messages: Any, timeout: float, rule: str) -> bytes:
     with anyio.move_on_after(timeout):
         message: bytes = await messages.__anext__()
@@ -400,7 +406,7 @@ async def _fan_out_and_order(factory: BrokerFactory, timeout: float) -> None:
             await a.publish("conformance.fan", payload)
         for messages in (on_a, on_b):
             got = [await _receive(messages, timeout, rule) for _ in payloads]
-            assert got == payloads, f"{rule}: messages differ or are out of order"
+            _require(got == payloads, f"{rule}: messages differ or are out of order")
 
 
 async def _channels_are_separate(factory: BrokerFactory, timeout: float) -> None:
@@ -409,7 +415,7 @@ async def _channels_are_separate(factory: BrokerFactory, timeout: float) -> None
         await a.publish("conformance.other", b"not for you")
         await a.publish("conformance.one", b"for you")
         got = await _receive(one, timeout, rule)
-        assert got == b"for you", f"{rule}: got {got[:32]!r}"
+        _require(got == b"for you", f"{rule}: got {got[:32]!r}")
 
 
 async def _leaving_unsubscribes(factory: BrokerFactory, timeout: float) -> None:
@@ -417,12 +423,12 @@ async def _leaving_unsubscribes(factory: BrokerFactory, timeout: float) -> None:
     async with factory() as a, factory() as b:
         async with b.subscribe("conformance.leave") as messages:
             await a.publish("conformance.leave", b"first")
-            assert await _receive(messages, timeout, rule) == b"first", rule
+            _require(await _receive(messages, timeout, rule) == b"first", rule)
         await a.publish("conformance.leave", b"after leaving")  # no subscriber: no error
         async with b.subscribe("conformance.leave") as again:
             await a.publish("conformance.leave", b"second")
             got = await _receive(again, timeout, rule)
-            assert got == b"second", f"{rule}: a new subscription saw {got!r} (no history)"
+            _require(got == b"second", f"{rule}: a new subscription saw {got!r} (no history)")
 
 
 async def _closing_ends_subscriptions(factory: BrokerFactory, timeout: float) -> None:
@@ -444,6 +450,6 @@ async def _closing_ends_subscriptions(factory: BrokerFactory, timeout: float) ->
                 await broker.__aexit__(None, None, None)
                 with anyio.move_on_after(timeout):
                     await ended.wait()
-                assert ended.is_set(), rule
+                _require(ended.is_set(), rule)
     finally:
         await broker.__aexit__(None, None, None)

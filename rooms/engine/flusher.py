@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.abc
 
-from rooms._types import Clock
-
 if TYPE_CHECKING:
     from rooms.engine.websocket import Pump
 
@@ -33,7 +31,6 @@ logger = logging.getLogger("rooms.engine")
 
 class Flusher:
     __slots__ = (
-        "_clock",
         "_current",
         "_flushed",
         "_generation",
@@ -49,8 +46,7 @@ class Flusher:
         "stalls",
     )
 
-    def __init__(self, clock: Clock, stall_after: float) -> None:
-        self._clock = clock
+    def __init__(self, stall_after: float) -> None:
         self.stall_after = stall_after
         self.stalls = 0
         self._queue: deque[Pump] = deque()

@@ -96,7 +96,7 @@ class EngineServer:
         self.sessions: dict[str, Session] = {}
         self.heartbeat = Heartbeat(ping_interval, ping_timeout, self._now)
         # Sends frames nobody else is sending; a stalled send gets its own writer.
-        self.flusher = Flusher(self._now, stall_after)
+        self.flusher = Flusher(stall_after)
         self.heartbeat.sweep_every = writer_linger
         self.heartbeat.sweep = self._sweep_writers
         # Websocket writers that currently exist (see websocket._Pump).
@@ -143,7 +143,7 @@ class EngineServer:
                 with anyio.CancelScope(shield=True):
                     await self.shutdown()
                 self._tg = None
-                self.flusher = Flusher(self._now, self.flusher.stall_after)
+                self.flusher = Flusher(self.flusher.stall_after)
                 tg.cancel_scope.cancel()
 
     async def shutdown(self, grace: float = 1.0) -> None:

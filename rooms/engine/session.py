@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from rooms._types import Scope
-from rooms.exceptions import Disconnected
 from rooms.protocol.engineio import NOOP, Frame, message_frame
 
 if TYPE_CHECKING:
@@ -254,7 +253,3 @@ class Session:
             self._outbox = []
             self.wake()
             self.engine._session_finished(self)
-
-    def ensure_open(self) -> None:
-        if self.state is State.CLOSING or self.state is State.CLOSED:
-            raise Disconnected(f"session {self.sid} is {self.state.value}")

@@ -194,7 +194,7 @@ class Pump:
         self.session = session
         self._send = send
         self._idle_since = 0.0
-        self._spare: list[Frame] = []
+        self._spare: list[Frame] | None = []
         self.writing = False
         self._wake: anyio.Event | None = None
         self._done: anyio.Event | None = None
@@ -258,8 +258,10 @@ class Pump:
         session = self.session
         send = self._send
         while session._outbox:
-            frames = session.swap(self._spare)
-            self._spare = []  # in case a send fails midway and frames is dropped
+            # Two lists take turns as outbox and batch; a failed send leaves none to reuse.
+            spare = self._spare if self._spare is not None else []
+            self._spare = None
+            frames = session.swap(spare)
             for frame in frames:
                 if type(frame) is str:
                     await send({"type": "websocket.send", "text": frame})
@@ -290,11 +292,7 @@ class Pump:
                         self._wake = None
                         self.slow = False  # back to the shared flusher
                         return
-        except Exception as exc:  # ASGI servers signal a vanished peer with their own types
-            logger.debug("session %s: send failed: %r", session.sid, exc)
-            self.peer_gone = True
-            session.close("transport error")
-        finally:
+        finally:  # send failures were handled by flush()
             self.writing = False
             self.engine.writers.discard(self)
             self._scope = None
@@ -315,14 +313,9 @@ class Pump:
             flushed = self._flushed = anyio.Event()
             with anyio.move_on_after(timeout):
                 await flushed.wait()
-        if not self.peer_gone and not self.close_sent and not self.session.flushing:
+        if not self.peer_gone and not self.close_sent:
             with anyio.move_on_after(timeout):
-                try:
-                    self.session.flushing = True
-                    await self.drain()
-                    await self.send_close()
-                except Exception as exc:
-                    logger.debug("session %s: final send failed: %r", self.session.sid, exc)
+                await self.flush()  # what is left, then the close frame
 
 
 async def _run(engine: EngineServer, session: Session, receive: Receive, send: Send) -> None:
