@@ -13,10 +13,12 @@ A tiny top level::
 """
 
 from rooms.adapter import BroadcastOptions
+from rooms.cluster import Node, RemoteSocket
 from rooms.engine import EngineServer, Session
 from rooms.exceptions import (
     AckTimeout,
     BrokerError,
+    ClusterTimeout,
     ConnectionRefused,
     Disconnected,
     PayloadTooLarge,
@@ -37,14 +39,17 @@ __all__ = [
     "BroadcastOperator",
     "BroadcastOptions",
     "BrokerError",
+    "ClusterTimeout",
     "ConnectionRefused",
     "Disconnected",
     "EngineServer",
     "Handshake",
     "Namespace",
+    "Node",
     "ParentNamespace",
     "PayloadTooLarge",
     "ProtocolError",
+    "RemoteSocket",
     "RoomsError",
     "RoomsMiddleware",
     "Server",

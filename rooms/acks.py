@@ -115,6 +115,15 @@ class AckCollector:
     def expect(self, count: int) -> None:
         self._expected += count
 
+    def withdraw(self, count: int) -> None:
+        """``count`` expected answers will never come (their process or socket is gone)."""
+        self._expected -= count
+        self._check()
+
+    @property
+    def expected(self) -> int:
+        return self._expected
+
     def callback(self) -> AckCallback:
         def on_ack(result: list[Any] | BaseException) -> None:
             if isinstance(result, BaseException):

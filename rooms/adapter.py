@@ -9,29 +9,16 @@ task and no await per recipient.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rooms.protocol.cluster import ALL, BroadcastOptions
 from rooms.protocol.engineio import Frame
+
+__all__ = ["ALL", "Adapter", "BroadcastOptions"]
 
 if TYPE_CHECKING:
     from rooms.namespace import Namespace
     from rooms.socket import Socket
-
-
-@dataclass(frozen=True, slots=True)
-class BroadcastOptions:
-    """Who receives a broadcast: members of ``rooms`` (everyone if empty) minus members of
-    ``except_rooms``. ``volatile`` packets may be dropped for slow consumers; ``local`` keeps
-    the broadcast on this process."""
-
-    rooms: frozenset[str] = frozenset()
-    except_rooms: frozenset[str] = frozenset()
-    volatile: bool = False
-    local: bool = False
-
-
-ALL = BroadcastOptions()
 
 
 class Adapter:

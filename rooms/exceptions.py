@@ -55,3 +55,14 @@ class Disconnected(RoomsError, ConnectionError):
 
 class BrokerError(RoomsError):
     """A broker could not move a message between processes."""
+
+
+class ClusterTimeout(BrokerError, TimeoutError):
+    """Other processes did not all answer a cluster request (``fetch_sockets``, ...) in time.
+
+    ``responses`` holds the answers that did arrive.
+    """
+
+    def __init__(self, message: str, responses: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.responses = responses if responses is not None else []

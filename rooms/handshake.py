@@ -53,3 +53,45 @@ class Handshake:
 
     def __repr__(self) -> str:
         return f"<Handshake {self.address} {self.url}>"
+
+    # What crosses the cluster, shaped like Socket.IO's handshake object.
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "headers": [
+                [k.decode("latin-1"), v.decode("latin-1")] for k, v in self.scope.get("headers", ())
+            ],
+            "address": self.address,
+            "url": self.url,
+            "secure": self.secure,
+            "issued": round(self.issued * 1000),
+            "auth": self.auth,
+        }
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any]) -> Handshake:
+        """A handshake described by another process: the same properties, over a minimal
+        scope rebuilt from what it sent (``user`` is None: it does not travel)."""
+        url = wire.get("url")
+        path, _, query = (url if isinstance(url, str) else "").partition("?")
+        headers = wire.get("headers")
+        pairs = [
+            (str(pair[0]).encode("latin-1"), str(pair[1]).encode("latin-1"))
+            for pair in (headers if isinstance(headers, list) else ())
+            if isinstance(pair, list) and len(pair) == 2
+        ]
+        address = wire.get("address")
+        scope: Scope = {
+            "type": "http",
+            "path": path,
+            "query_string": query.encode("latin-1"),
+            "headers": pairs,
+            "client": (address, 0) if isinstance(address, str) else None,
+            "scheme": "https" if wire.get("secure") is True else "http",
+        }
+        auth = wire.get("auth")
+        handshake = cls(scope, auth if isinstance(auth, dict) else {})
+        issued = wire.get("issued")
+        if isinstance(issued, int | float):
+            handshake.issued = issued / 1000
+        return handshake

@@ -15,11 +15,13 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from rooms.acks import ack_args
+from rooms.acks import ack_args, ack_value
 from rooms.adapter import ALL, Adapter, BroadcastOptions
-from rooms.exceptions import ConnectionRefused, ProtocolError
+from rooms.cluster.remote import RemoteSocket
+from rooms.exceptions import AckTimeout, ClusterTimeout, ConnectionRefused, ProtocolError
 from rooms.handlers import Handler
 from rooms.operators import BroadcastOperator, room_set
+from rooms.protocol import cluster as wire
 from rooms.protocol import engineio
 from rooms.protocol import socketio as sio
 from rooms.socket import Socket
@@ -40,10 +42,11 @@ SPECIAL_EVENTS = ("connect", "disconnect", "*")
 class _Registry:
     """Handlers shared by a namespace, or by every child of a dynamic namespace."""
 
-    __slots__ = ("catch_all", "connect", "disconnect", "events", "middlewares")
+    __slots__ = ("catch_all", "connect", "disconnect", "events", "middlewares", "server_events")
 
     def __init__(self) -> None:
         self.events: dict[str, Handler] = {}
+        self.server_events: dict[str, Handler] = {}
         self.connect: Handler | None = None
         self.disconnect: Handler | None = None
         self.catch_all: Handler | None = None
@@ -93,6 +96,17 @@ class _Handlers:
         """Add a connect middleware ``mw(socket)``; raise ConnectionRefused to refuse."""
         self._registry.middlewares.append(middleware)
         return middleware
+
+    def on_server_event(self, event: str) -> Callable[[F], F]:
+        """Handle ``server_side_emit(event, *args)`` from the other processes of a cluster:
+        ``func(*args)``, sync or async; its return value answers
+        ``server_side_emit_with_ack``."""
+
+        def register(func: F) -> F:
+            self._registry.server_events[event] = Handler(func, leading=0)
+            return func
+
+        return register
 
 
 class Namespace(_Handlers):
@@ -151,8 +165,35 @@ class Namespace(_Handlers):
     async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
         return await self._op().emit_with_ack(event, *args)
 
-    async def fetch_sockets(self) -> list[Socket]:
+    async def fetch_sockets(self) -> list[Socket | RemoteSocket]:
         return await self._op().fetch_sockets()
+
+    async def server_side_emit(self, event: str, *args: Any) -> None:
+        """Send ``event`` to this namespace's server-event handlers on every other process
+        of the cluster (not this one). Without a broker there is no one to tell."""
+        node = self.server.node
+        if node is not None:
+            await node.publish(self.name, wire.ServerSideEmit([event, *args]))
+
+    async def server_side_emit_with_ack(
+        self, event: str, *args: Any, timeout: float | None = None
+    ) -> list[Any]:
+        """``server_side_emit`` and collect every other process's answer (its handler's
+        return value). Raises :class:`~rooms.AckTimeout`, holding the answers that came,
+        if not every process answered within ``timeout`` (default ``request_timeout``)."""
+        node = self.server.node
+        if node is None:
+            return []
+        try:
+            answers = await node.ask(
+                self.name,
+                lambda request_id: wire.ServerSideEmit([event, *args], request_id),
+                timeout,
+                f"server_side_emit {event!r}",
+            )
+        except ClusterTimeout as exc:
+            raise AckTimeout(str(exc), [_answer(body) for body in exc.responses]) from None
+        return [_answer(body) for _, body in answers]
 
     async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
         await self._op().sockets_join(*rooms)
@@ -302,6 +343,10 @@ class Namespace(_Handlers):
             logger.exception("disconnect handler %s failed", handler.name)
         finally:
             self._forget(socket)
+
+
+def _answer(body: Any) -> Any:
+    return ack_value(body.data) if isinstance(body, wire.ServerSideEmitResponse) else None
 
 
 class ParentNamespace(_Handlers):

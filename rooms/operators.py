@@ -8,11 +8,15 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from rooms.acks import AckCollector
-from rooms.adapter import BroadcastOptions
+from rooms.cluster.node import AckRequest
+from rooms.cluster.remote import RemoteSocket
+from rooms.protocol import cluster as wire
 from rooms.protocol import engineio
 from rooms.protocol import socketio as sio
+from rooms.protocol.cluster import BroadcastOptions
 
 if TYPE_CHECKING:
+    from rooms.cluster.node import Node
     from rooms.namespace import Namespace
     from rooms.socket import Socket
 
@@ -72,66 +76,115 @@ class BroadcastOperator:
         """How long ``emit_with_ack`` waits for every recipient."""
         return BroadcastOperator(self._nsp, self._opts, seconds)
 
+    def _node(self) -> Node | None:
+        """The cluster node, unless this operation stays on this process."""
+        return None if self._opts.local else self._nsp.server.node
+
     async def emit(self, event: str, *args: Any) -> None:
-        """Send ``event`` to every selected socket; encoded once for all of them.
+        """Send ``event`` to every selected socket, on every process; encoded once.
 
         Returns when the frames have been handed to the transports (or queued for a slow
-        client's own writer); it never waits on a slow client.
+        client's own writer) and to the broker; it never waits on a slow client.
         """
-        frames = [engineio.message_frame(f) for f in sio.encode_event(self._nsp.name, event, args)]
-        self._nsp.adapter.deliver(frames, self._opts)
+        nsp = self._nsp
+        text, attachments = sio.encode_event_parts(nsp.name, event, args)
+        packet = wire.Broadcast(self._opts, text, tuple(attachments))
+        nsp.adapter.deliver(packet.frames, self._opts)
+        node = self._node()
+        if node is not None:
+            await node.publish(nsp.name, packet)
         # Backpressure: return once the flusher has served the recipients, so a loop of
         # emits cannot outrun the sends (a stalled recipient is handed off, never waited on).
-        await self._nsp.server.engine.flusher.wait_flushed()
+        await nsp.server.engine.flusher.wait_flushed()
 
     async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
-        """Send ``event`` and collect every recipient's ack.
+        """Send ``event`` and collect every recipient's ack, on every process.
 
         Returns the list of responses. Raises :class:`~rooms.AckTimeout` (with the responses
-        that did arrive) if not all recipients answered within the timeout.
+        that did arrive) if not all recipients answered within the timeout. Recipients that
+        disconnect, and processes that leave the cluster, are not waited for.
         """
         nsp = self._nsp
         timeout = nsp.server.ack_timeout if self._timeout is None else self._timeout
         collector = AckCollector()
         ack_id = nsp.next_ack_id()
-        frames = [
-            engineio.message_frame(f) for f in sio.encode_event(nsp.name, event, args, ack_id)
-        ]
-        recipients = nsp.adapter.sockets(self._opts)
+        text, attachments = sio.encode_event_parts(nsp.name, event, args)
+        frames = [engineio.message_frame(sio.with_ack_id(text, nsp.name, ack_id)), *attachments]
         callback = collector.callback()
         reached = []
-        for socket in recipients:
+        for socket in nsp.adapter.sockets(self._opts):
             socket._acks.register(ack_id, callback)
             if socket._write(frames, self._opts.volatile):
                 reached.append(socket)
             else:
                 socket._acks.discard(ack_id)
         collector.expect(len(reached))
-        collector.counting_done()
+        node = self._node()
+        request_id = None
+        if node is not None and node.peers:
+            request_id = node.new_request(AckRequest(set(node.peers), collector))
+            await node.publish(
+                nsp.name,
+                wire.Broadcast(self._opts, text, tuple(attachments), request_id, timeout),
+            )
+        else:
+            collector.counting_done()
         try:
-            return await collector.wait(timeout, f"{event!r} to {len(reached)} socket(s)")
+            return await collector.wait(timeout, f"{event!r} to {collector.expected} socket(s)")
         finally:
             for socket in reached:
                 socket._acks.discard(ack_id)
+            if node is not None and request_id is not None:
+                node.forget(request_id)
 
-    async def fetch_sockets(self) -> list[Socket]:
-        """The selected sockets."""
-        return self._nsp.adapter.sockets(self._opts)
+    async def fetch_sockets(self) -> list[Socket | RemoteSocket]:
+        """The selected sockets: this process's as :class:`~rooms.Socket`, the other
+        processes' as :class:`~rooms.RemoteSocket` handles.
+
+        Raises :class:`~rooms.ClusterTimeout` if not every process answered within the
+        timeout (``.timeout(seconds)``, default the server's ``request_timeout``).
+        """
+        found: list[Socket | RemoteSocket] = list(self._nsp.adapter.sockets(self._opts))
+        node = self._node()
+        if node is None or not node.peers:
+            return found
+        answers = await node.ask(
+            self._nsp.name,
+            lambda request_id: wire.FetchSockets(self._opts, request_id),
+            self._timeout,
+            "fetch_sockets",
+        )
+        for uid, body in answers:
+            if isinstance(body, wire.FetchSocketsResponse):
+                found.extend(RemoteSocket(self._nsp, details, uid) for details in body.sockets)
+        return found
 
     async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
-        """Make the selected sockets join ``rooms``."""
+        """Make the selected sockets join ``rooms``, on every process."""
         names = room_set(*rooms)
-        for socket in self._nsp.adapter.sockets(self._opts):
-            self._nsp.adapter.add_all(socket.id, names)
+        adapter = self._nsp.adapter
+        for socket in adapter.sockets(self._opts):
+            adapter.add_all(socket.id, names)
+        node = self._node()
+        if node is not None:
+            await node.publish(self._nsp.name, wire.SocketsJoin(self._opts, names))
 
     async def sockets_leave(self, *rooms: str | Iterable[str]) -> None:
-        """Make the selected sockets leave ``rooms``."""
+        """Make the selected sockets leave ``rooms``, on every process."""
         names = room_set(*rooms)
-        for socket in self._nsp.adapter.sockets(self._opts):
+        adapter = self._nsp.adapter
+        for socket in adapter.sockets(self._opts):
             for room in names:
-                self._nsp.adapter.delete(socket.id, room)
+                adapter.delete(socket.id, room)
+        node = self._node()
+        if node is not None:
+            await node.publish(self._nsp.name, wire.SocketsLeave(self._opts, names))
 
     async def disconnect_sockets(self, close: bool = False) -> None:
-        """Disconnect the selected sockets (``close=True`` drops their whole connection)."""
+        """Disconnect the selected sockets, on every process (``close=True`` drops their
+        whole connection)."""
         for socket in self._nsp.adapter.sockets(self._opts):
-            await socket.disconnect(close)
+            socket._disconnect(close)
+        node = self._node()
+        if node is not None:
+            await node.publish(self._nsp.name, wire.DisconnectSockets(self._opts, close))

@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar, overload
 
 from rooms._types import Clock, Receive, Scope, Send
+from rooms.brokers import Broker, broker_from_url
+from rooms.cluster import Node, RemoteSocket
 from rooms.connection import Connection
 from rooms.engine.server import EngineServer, serve_lifespan
 from rooms.engine.session import Session
@@ -36,6 +38,14 @@ class Server:
     ``max_outbox`` bounds each connection's queue (see :mod:`rooms.engine.session` for the
     slow-consumer policy). A connection that joins no namespace within ``connect_timeout``
     is closed.
+
+    ``broker`` makes this process one of a cluster: a URL (``"redis://host:6379/0"``,
+    ``"rediss://..."``, ``"unix:///path"``, ``"memory://name"`` for servers in one process)
+    or a :class:`~rooms.brokers.Broker` instance, opened and closed by the server. Without
+    one, everything stays in this process (the embedded default). Processes of a cluster
+    share ``cluster_prefix``, announce themselves every ``heartbeat_interval`` and are
+    considered gone after ``heartbeat_timeout`` of silence; ``request_timeout`` bounds
+    ``fetch_sockets`` and ``server_side_emit_with_ack``.
     """
 
     def __init__(
@@ -52,6 +62,11 @@ class Server:
         stall_after: float = 0.1,
         writer_linger: float = 5.0,
         clock: Clock | None = None,
+        broker: Broker | str | None = None,
+        cluster_prefix: str = "rooms",
+        heartbeat_interval: float = 5.0,
+        heartbeat_timeout: float = 10.0,
+        request_timeout: float = 5.0,
     ) -> None:
         self.ack_timeout = ack_timeout
         self.engine = EngineServer(
@@ -73,6 +88,17 @@ class Server:
         self._namespaces: dict[str, Namespace] = {}
         self._parents: list[ParentNamespace] = []
         self.main = self.of("/")
+        self.node: Node | None = None
+        if broker is not None:
+            self.node = Node(
+                self,
+                broker_from_url(broker) if isinstance(broker, str) else broker,
+                prefix=cluster_prefix,
+                heartbeat_interval=heartbeat_interval,
+                heartbeat_timeout=heartbeat_timeout,
+                request_timeout=request_timeout,
+                clock=clock,
+            )
 
     def __repr__(self) -> str:
         return f"<Server namespaces={sorted(self._namespaces)}>"
@@ -163,8 +189,22 @@ class Server:
             op = op.except_(except_)
         await op.emit(event, *args)
 
-    async def fetch_sockets(self) -> list[Socket]:
+    async def fetch_sockets(self) -> list[Socket | RemoteSocket]:
         return await self.main.fetch_sockets()
+
+    async def server_side_emit(self, event: str, *args: Any, namespace: str = "/") -> None:
+        """Send ``event`` to the other processes of the cluster (see ``on_server_event``)."""
+        await self.of(namespace).server_side_emit(event, *args)
+
+    async def server_side_emit_with_ack(
+        self, event: str, *args: Any, timeout: float | None = None, namespace: str = "/"
+    ) -> list[Any]:
+        """``server_side_emit`` and collect each other process's answer."""
+        return await self.of(namespace).server_side_emit_with_ack(event, *args, timeout=timeout)
+
+    def on_server_event(self, event: str, namespace: str = "/") -> Callable[[F], F]:
+        """Handle ``server_side_emit(event, ...)`` from other processes: ``func(*args)``."""
+        return self.of(namespace).on_server_event(event)
 
     async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
         await self.main.sockets_join(*rooms)
@@ -184,7 +224,9 @@ class Server:
         :class:`rooms.RoomsMiddleware` does this from ASGI lifespan; on exit every
         connection closes with reason ``"server shutting down"``.
         """
-        async with self.engine.running():
+        async with self.engine.running() as tg:
+            if self.node is not None:
+                await tg.start(self.node.run)
             yield self
 
     async def shutdown(self) -> None:

@@ -156,6 +156,9 @@ class Socket:
 
     async def disconnect(self, close: bool = False) -> None:
         """Disconnect from this namespace; with ``close=True`` drop the whole connection."""
+        self._disconnect(close)
+
+    def _disconnect(self, close: bool) -> None:
         if not self.connected:
             return
         self._send_packet(sio.Packet(sio.PacketType.DISCONNECT, self.nsp.name))

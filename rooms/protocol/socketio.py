@@ -49,24 +49,44 @@ class Packet:
 # ----------------------------------------------------------------------------- encoding
 
 
-def _has_binary(value: Any) -> bool:
+def has_binary(value: Any) -> bool:
+    """Whether ``value`` holds bytes anywhere (lists, tuples and dict values searched)."""
     if isinstance(value, bytes | bytearray | memoryview):
         return True
     if isinstance(value, list | tuple):
-        return any(_has_binary(v) for v in value)
+        return any(has_binary(v) for v in value)
     if isinstance(value, dict):
-        return any(_has_binary(v) for v in value.values())
+        return any(has_binary(v) for v in value.values())
     return False
 
 
-def _deconstruct(value: Any, buffers: list[bytes]) -> Any:
+def split_binary(value: Any, buffers: list[bytes]) -> Any:
+    """``value`` with every bytes object replaced by ``{"_placeholder": true, "num": n}``;
+    the bytes are appended to ``buffers`` (``n`` is the index there)."""
     if isinstance(value, bytes | bytearray | memoryview):
         buffers.append(bytes(value))
         return {"_placeholder": True, "num": len(buffers) - 1}
     if isinstance(value, list | tuple):
-        return [_deconstruct(v, buffers) for v in value]
+        return [split_binary(v, buffers) for v in value]
     if isinstance(value, dict):
-        return {k: _deconstruct(v, buffers) for k, v in value.items()}
+        return {k: split_binary(v, buffers) for k, v in value.items()}
+    return value
+
+
+def join_binary(value: Any, buffers: Sequence[bytes]) -> Any:
+    """The inverse of :func:`split_binary`; a placeholder whose index is out of range is a
+    :class:`ProtocolError`."""
+    if isinstance(value, list):
+        return [join_binary(v, buffers) for v in value]
+    if isinstance(value, dict):
+        if value.get("_placeholder") is True and len(value) == 2:
+            num = value.get("num")
+            if not isinstance(num, int) or isinstance(num, bool) or not 0 <= num < len(buffers):
+                raise ProtocolError(
+                    f"expected an attachment index 0-{len(buffers) - 1}, got {num!r}"
+                )
+            return buffers[num]
+        return {k: join_binary(v, buffers) for k, v in value.items()}
     return value
 
 
@@ -83,22 +103,28 @@ def _header(ptype: int, nsp: str, ack_id: int | None, attachments: int = 0) -> s
 
 def encode(packet: Packet) -> list[str | bytes]:
     """Encode a packet as one text message followed by its binary attachments."""
+    text, buffers = encode_parts(packet)
+    return [text, *buffers] if buffers else [text]
+
+
+def encode_parts(packet: Packet) -> tuple[str, list[bytes]]:
+    """Encode a packet as its text message and its binary attachments."""
     ptype = packet.type
     data = packet.data
     head = _header(ptype, packet.nsp, packet.id)
     if data is None:
-        return [head]
+        return head, []
     try:
         # The common case: plain JSON. Bytes make the encoder refuse, and only then is the
         # data walked for binary parts; no walk for every emit.
-        return [head + dumps(data)]
+        return head + dumps(data), []
     except TypeError:
-        if ptype not in (PacketType.EVENT, PacketType.ACK) or not _has_binary(data):
+        if ptype not in (PacketType.EVENT, PacketType.ACK) or not has_binary(data):
             raise
     buffers: list[bytes] = []
-    data = _deconstruct(data, buffers)
+    data = split_binary(data, buffers)
     binary = PacketType.BINARY_EVENT if ptype == PacketType.EVENT else PacketType.BINARY_ACK
-    return [_header(binary, packet.nsp, packet.id, len(buffers)) + dumps(data), *buffers]
+    return _header(binary, packet.nsp, packet.id, len(buffers)) + dumps(data), buffers
 
 
 def encode_ack(nsp: str, ack_id: int, args: list[Any]) -> list[str | bytes]:
@@ -116,6 +142,41 @@ def encode_event(
 ) -> list[str | bytes]:
     """Encode ``emit(event, *args)``; the hot path of every emit and broadcast."""
     return encode(Packet(PacketType.EVENT, nsp, [event, *args], ack_id))
+
+
+def encode_event_parts(nsp: str, event: str, args: Sequence[Any]) -> tuple[str, list[bytes]]:
+    """``encode_event`` as its text message and its attachments (what a broadcast carries
+    between processes)."""
+    return encode_parts(Packet(PacketType.EVENT, nsp, [event, *args]))
+
+
+def _data_start(text: str, nsp: str) -> int:
+    """Where the JSON of an encoded EVENT text message starts (after type, attachment count,
+    namespace and ack id)."""
+    i = 1
+    if text[:1] == "5":
+        i = text.index("-") + 1
+    if nsp != "/":
+        i += len(nsp) + 1
+    while text[i] != "[":
+        i += 1  # skip an ack id already present
+    return i
+
+
+def with_ack_id(text: str, nsp: str, ack_id: int) -> str:
+    """An encoded EVENT (``text``, encoded without an ack id) asking for an ack ``ack_id``.
+
+    A broadcast is encoded once; every process that delivers it picks its own ack id, so
+    ids never collide with acks that process already waits for.
+    """
+    i = _data_start(text, nsp)
+    return f"{text[:i]}{ack_id}{text[i:]}"
+
+
+def append_arg(text: str, value: str) -> str:
+    """An encoded EVENT with ``value`` appended as its last argument (the offset connection
+    state recovery adds): the data is a JSON array, so it ends with ``]``."""
+    return f"{text[:-1]},{dumps(value)}]"
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -163,26 +224,11 @@ class Decoder:
         self._buffers.append(message)
         if len(self._buffers) < pending.attachments:
             return None
-        data = _reconstruct(pending.data, self._buffers)
+        data = join_binary(pending.data, self._buffers)
         self._pending = None
         self._buffers = []
         plain = PacketType.EVENT if pending.type == PacketType.BINARY_EVENT else PacketType.ACK
         return Packet(plain, pending.nsp, data, pending.id, pending.attachments)
-
-
-def _reconstruct(value: Any, buffers: list[bytes]) -> Any:
-    if isinstance(value, list):
-        return [_reconstruct(v, buffers) for v in value]
-    if isinstance(value, dict):
-        if value.get("_placeholder") is True and len(value) == 2:
-            num = value.get("num")
-            if not isinstance(num, int) or isinstance(num, bool) or not 0 <= num < len(buffers):
-                raise ProtocolError(
-                    f"expected an attachment index 0-{len(buffers) - 1}, got {num!r}"
-                )
-            return buffers[num]
-        return {k: _reconstruct(v, buffers) for k, v in value.items()}
-    return value
 
 
 def decode_main_event(text: str) -> tuple[list[Any], int | None] | None:

@@ -1,0 +1,353 @@
+"""Node: this process as a member of a cluster of rooms servers sharing one broker.
+
+Every process subscribes to two channels: the cluster channel, where broadcasts, room
+operations and requests go to everyone, and its own channel, where answers and relayed
+traffic addressed to it arrive. The node owns membership (heartbeats: a process silent for
+``heartbeat_timeout`` is gone), one ordered outgoing queue, and the requests that wait on
+the other processes' answers. A request waits only on processes alive when it was made,
+stops waiting on one that goes away, and always ends by its timeout: never a hang.
+
+Messages from the broker are untrusted input: one that does not decode is logged, counted
+in ``bad_messages`` and dropped; the node carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from rooms._types import Clock
+from rooms.acks import AckCollector
+from rooms.brokers.base import Broker
+from rooms.exceptions import BrokerError, ClusterTimeout, ProtocolError
+from rooms.protocol import cluster as wire
+
+if TYPE_CHECKING:
+    from rooms.server import Server
+
+logger = logging.getLogger("rooms.cluster")
+
+EMITTER_UID = "emitter"
+"""The uid of processes that only publish (:class:`rooms.Emitter`): never a peer."""
+
+UID_LENGTH = 12
+
+
+def new_uid() -> str:
+    """A node id: fixed length and URL-safe, because Engine.IO sids start with it."""
+    return secrets.token_hex(UID_LENGTH // 2)
+
+
+def channels(prefix: str) -> tuple[str, Callable[[str], str]]:
+    """The cluster channel, and the channel of one node by its uid."""
+    return f"{prefix}#cluster", lambda uid: f"{prefix}#node#{uid}"
+
+
+class Pending:
+    """A request to every other process, waiting for each one's answer."""
+
+    __slots__ = ("answers", "done", "waiting")
+
+    def __init__(self, peers: set[str]) -> None:
+        self.waiting = peers
+        self.answers: list[tuple[str, wire.Body]] = []
+        self.done = anyio.Event()
+        if not peers:
+            self.done.set()
+
+    def answer(self, uid: str, body: wire.Body) -> None:
+        self.answers.append((uid, body))
+        self.gone(uid)
+
+    def gone(self, uid: str) -> None:
+        """``uid`` answered, or left the cluster: stop waiting for it."""
+        self.waiting.discard(uid)
+        if not self.waiting:
+            self.done.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """True if every process answered within ``timeout``."""
+        with anyio.move_on_after(timeout):
+            await self.done.wait()
+        return self.done.is_set()
+
+
+class AckRequest(Pending):
+    """A broadcast with acks. Every process first says how many of its sockets it reached
+    (``waiting`` holds those that have not said yet), then forwards their acks one by one;
+    ``collector`` aggregates them with the local ones."""
+
+    __slots__ = ("acked", "collector", "counted")
+
+    def __init__(self, peers: set[str], collector: AckCollector) -> None:
+        super().__init__(peers)
+        self.collector = collector
+        self.counted: dict[str, int] = {}
+        self.acked: dict[str, int] = {}
+        if not peers:
+            collector.counting_done()
+
+    def answer(self, uid: str, body: wire.Body) -> None:
+        if isinstance(body, wire.BroadcastClientCount):
+            count = body.client_count
+            self.counted[uid] = self.counted.get(uid, 0) + count
+            if count >= 0:
+                self.collector.expect(count)
+            else:
+                self.collector.withdraw(-count)  # recipients that left before answering
+            self._counted(uid)
+        elif isinstance(body, wire.BroadcastAck):
+            self.acked[uid] = self.acked.get(uid, 0) + 1
+            self.collector.callback()(body.data)
+
+    def _counted(self, uid: str) -> None:
+        if uid in self.waiting:
+            super().gone(uid)
+            if not self.waiting:
+                self.collector.counting_done()
+
+    def gone(self, uid: str) -> None:
+        """A process left: it will not count, and the acks it still owed will never come."""
+        if uid in self.waiting:
+            self._counted(uid)
+            return
+        owed = self.counted.get(uid, 0) - self.acked.get(uid, 0)
+        if owed > 0:
+            self.counted[uid] -= owed
+            self.collector.withdraw(owed)
+
+
+class Node:
+    """This process in the cluster. Created by :class:`rooms.Server` when given a broker;
+    reached as ``server.node``."""
+
+    def __init__(
+        self,
+        server: Server,
+        broker: Broker,
+        *,
+        prefix: str = "rooms",
+        heartbeat_interval: float = 5.0,
+        heartbeat_timeout: float = 10.0,
+        request_timeout: float = 5.0,
+        clock: Clock | None = None,
+        queue_size: int = 10_000,
+    ) -> None:
+        self.server = server
+        self.broker = broker
+        self.uid = new_uid()
+        self.channel, self.node_channel = channels(prefix)
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.request_timeout = request_timeout
+        self.clock: Clock = clock or anyio.current_time
+        self.peers: dict[str, float] = {}  # uid -> when last heard of
+        self.bad_messages = 0
+        self.dropped = 0
+        self.joined = anyio.Event()  # set when the node is subscribed and announced
+        self.on_peer_gone: list[Callable[[str], None]] = []
+        self._requests: dict[str, Pending] = {}
+        self.queue_size = queue_size
+        self._out: MemoryObjectSendStream[tuple[str, bytes]] | None = None
+        self._handlers: dict[type, Callable[[wire.Message], None]] = {}
+        self._peer_changed: anyio.Event = anyio.Event()
+        # Relays HTTP and websocket traffic for sessions owned elsewhere (rooms.cluster.relay).
+        self.relay: Any = None
+
+    def __repr__(self) -> str:
+        return f"<Node {self.uid} peers={len(self.peers)}>"
+
+    # ------------------------------------------------------------------ running
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Join the cluster and serve it until cancelled; then say goodbye."""
+        from rooms.cluster.handlers import handlers
+
+        self._handlers = handlers(self)
+        out, out_rx = anyio.create_memory_object_stream[tuple[str, bytes]](self.queue_size)
+        self._out = out
+        # The task group exits first, so unsubscribing never runs under its cancellation.
+        async with (
+            out,
+            out_rx,
+            self.broker,
+            self.broker.subscribe(self.channel) as everyone,
+            self.broker.subscribe(self.node_channel(self.uid)) as mine,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(self._receive, everyone)
+            tg.start_soon(self._receive, mine)
+            tg.start_soon(self._publish_loop, out_rx)
+            self.send("/", wire.InitialHeartbeat())
+            self.joined.set()
+            task_status.started()
+            try:
+                await self._heartbeat_loop()
+            finally:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+                    await self._goodbye()
+                self._out = None
+                tg.cancel_scope.cancel()
+
+    async def _goodbye(self) -> None:
+        # Straight to the broker: the publish loop may already be cancelled.
+        await self.broker.publish(
+            self.channel, wire.encode(wire.Message(self.uid, "/", wire.AdapterClose()))
+        )
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await anyio.sleep(self.heartbeat_interval)
+            self.send("/", wire.Heartbeat())
+            self.expire_peers()
+
+    def expire_peers(self) -> None:
+        """Forget processes not heard of within ``heartbeat_timeout``."""
+        deadline = self.clock() - self.heartbeat_timeout
+        for uid, seen in list(self.peers.items()):
+            if seen < deadline:
+                logger.warning(
+                    "node %s: no heartbeat from %s for %.1f s; treating it as gone",
+                    self.uid,
+                    uid,
+                    self.heartbeat_timeout,
+                )
+                self.peer_gone(uid)
+
+    # ------------------------------------------------------------------ membership
+
+    def saw(self, uid: str) -> None:
+        if uid == EMITTER_UID:
+            return
+        if uid not in self.peers:
+            logger.info("node %s: %s joined the cluster", self.uid, uid)
+            self._changed()
+        self.peers[uid] = self.clock()
+
+    def peer_gone(self, uid: str) -> None:
+        if self.peers.pop(uid, None) is None:
+            return
+        logger.info("node %s: %s left the cluster", self.uid, uid)
+        for pending in list(self._requests.values()):
+            pending.gone(uid)
+        for callback in self.on_peer_gone:
+            callback(uid)
+        self._changed()
+
+    def _changed(self) -> None:
+        self._peer_changed.set()
+        self._peer_changed = anyio.Event()
+
+    async def wait_for_peers(self, count: int, timeout: float = 10.0) -> None:
+        """Wait until exactly ``count`` other processes are known (for tests and tools)."""
+        with anyio.fail_after(timeout):
+            while len(self.peers) != count:
+                await self._peer_changed.wait()
+
+    # ------------------------------------------------------------------ sending
+
+    def _encode(self, nsp: str, body: wire.Body) -> bytes:
+        return wire.encode(wire.Message(self.uid, nsp, body))
+
+    def send(self, nsp: str, body: wire.Body, to: str | None = None) -> None:
+        """Queue a message for everyone (or for node ``to``) without waiting; dropped and
+        counted if the queue is full. Raises TypeError if user data is not JSON-able."""
+        raw = self._encode(nsp, body)
+        out = self._out
+        try:
+            if out is None:
+                raise anyio.WouldBlock
+            out.send_nowait((self.channel if to is None else self.node_channel(to), raw))
+        except anyio.WouldBlock:
+            self.dropped += 1
+            logger.warning(
+                "node %s: expected room in the outgoing queue (or a running node), got none; "
+                "%s dropped",
+                self.uid,
+                body.TYPE.name,
+            )
+
+    async def publish(self, nsp: str, body: wire.Body, to: str | None = None) -> None:
+        """Queue a message, waiting for room in the queue (backpressure for emit loops)."""
+        raw = self._encode(nsp, body)
+        if self._out is None:
+            raise BrokerError(
+                "expected a running cluster node, got a stopped one: start the server first"
+            )
+        await self._out.send((self.channel if to is None else self.node_channel(to), raw))
+
+    async def _publish_loop(self, out_rx: MemoryObjectReceiveStream[tuple[str, bytes]]) -> None:
+        publish = self.broker.publish
+        async for channel, raw in out_rx:
+            try:
+                await publish(channel, raw)
+            except Exception:
+                self.dropped += 1
+                logger.exception("node %s: the broker refused a message", self.uid)
+
+    # ------------------------------------------------------------------ receiving
+
+    async def _receive(self, messages: Any) -> None:
+        flusher = self.server.engine.flusher
+        async for raw in messages:
+            try:
+                message = wire.decode(raw)
+            except ProtocolError as exc:
+                self.bad_messages += 1
+                logger.warning("node %s: dropped a cluster message: %s", self.uid, exc)
+                continue
+            if message.uid == self.uid:
+                continue  # our own broadcast, echoed by the broker
+            self.saw(message.uid)
+            try:
+                self._handlers[type(message.body)](message)
+            except Exception:
+                logger.exception("node %s: handling %s failed", self.uid, message.type.name)
+            # Deliveries queue frames; let them go out before taking more (backpressure
+            # into the broker's bounded subscription buffer instead of every outbox).
+            await flusher.wait_flushed()
+
+    # ------------------------------------------------------------------ requests
+
+    def new_request(self, pending: Pending) -> str:
+        request_id = secrets.token_hex(8)
+        self._requests[request_id] = pending
+        return request_id
+
+    def answered(self, request_id: str, uid: str, body: wire.Body) -> None:
+        pending = self._requests.get(request_id)
+        if pending is not None:
+            pending.answer(uid, body)
+
+    def forget(self, request_id: str) -> None:
+        self._requests.pop(request_id, None)
+
+    async def ask(
+        self, nsp: str, make: Callable[[str], wire.Body], timeout: float | None, what: str
+    ) -> list[tuple[str, wire.Body]]:
+        """Send a request to every other process and collect one answer from each.
+
+        Raises :class:`ClusterTimeout` (with the answers that came) past ``timeout``.
+        """
+        pending = Pending(set(self.peers))
+        request_id = self.new_request(pending)
+        timeout = self.request_timeout if timeout is None else timeout
+        try:
+            await self.publish(nsp, make(request_id))
+            if not await pending.wait(timeout):
+                raise ClusterTimeout(
+                    f"expected answers to {what} from {len(pending.waiting) + len(pending.answers)}"
+                    f" process(es) within {timeout} s, got {len(pending.answers)}",
+                    [body for _, body in pending.answers],
+                )
+            return pending.answers
+        finally:
+            self.forget(request_id)
