@@ -11,6 +11,7 @@ from typing import Any, TypeVar, overload
 from rooms._types import Clock, Receive, Scope, Send
 from rooms.brokers import Broker, broker_from_url
 from rooms.cluster import Node, RemoteSocket
+from rooms.cluster.relay import Relay
 from rooms.connection import Connection
 from rooms.engine.server import EngineServer, serve_lifespan
 from rooms.engine.session import Session
@@ -99,6 +100,10 @@ class Server:
                 request_timeout=request_timeout,
                 clock=clock,
             )
+            # No sticky sessions needed: requests for another process's session go there.
+            self.engine.sid_prefix = self.node.uid
+            relay = Relay(self.node, self.engine, idle_timeout=ping_interval + ping_timeout + 5)
+            self.node.relay = self.engine.forwarder = relay
 
     def __repr__(self) -> str:
         return f"<Server namespaces={sorted(self._namespaces)}>"

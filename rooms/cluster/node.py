@@ -29,6 +29,7 @@ from rooms.exceptions import BrokerError, ClusterTimeout, ProtocolError
 from rooms.protocol import cluster as wire
 
 if TYPE_CHECKING:
+    from rooms.cluster.relay import Relay
     from rooms.server import Server
 
 logger = logging.getLogger("rooms.cluster")
@@ -157,8 +158,8 @@ class Node:
         self._out: MemoryObjectSendStream[tuple[str, bytes]] | None = None
         self._handlers: dict[type, Callable[[wire.Message], None]] = {}
         self._peer_changed: anyio.Event = anyio.Event()
-        # Relays HTTP and websocket traffic for sessions owned elsewhere (rooms.cluster.relay).
-        self.relay: Any = None
+        # Relays HTTP and websocket traffic for sessions owned elsewhere.
+        self.relay: Relay | None = None
 
     def __repr__(self) -> str:
         return f"<Node {self.uid} peers={len(self.peers)}>"

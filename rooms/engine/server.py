@@ -11,7 +11,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 import anyio
@@ -37,6 +37,16 @@ MessageCallback = Callable[[Session, "str | bytes"], Any]
 DisconnectCallback = Callable[[Session, str], Any]
 
 TRANSPORTS = ("polling", "websocket")
+
+
+class Forwarder(Protocol):
+    """Serves requests for sessions that live in another process (``rooms.cluster.relay``)."""
+
+    def owner_of(self, sid: str) -> str | None:
+        """The process that owns ``sid``, if it is another live one."""
+
+    async def forward(self, scope: Scope, receive: Receive, send: Send, owner: str) -> None:
+        """Carry the whole exchange to ``owner``."""
 
 
 class EngineServer:
@@ -102,6 +112,10 @@ class EngineServer:
         # Websocket writers that currently exist (see websocket._Pump).
         self.writers: set[Any] = set()
         self._origins = _origin_policy(cors_allowed_origins)
+        # In a cluster, sids start with this process's node uid, and requests for sessions
+        # of other processes go to the forwarder.
+        self.sid_prefix = ""
+        self.forwarder: Forwarder | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._emptied: anyio.Event | None = None
 
@@ -165,7 +179,16 @@ class EngineServer:
 
         if scope["type"] == "lifespan":
             await serve_lifespan(self, receive, send)
-        elif scope["type"] == "http":
+            return
+        forwarder = self.forwarder
+        if forwarder is not None:
+            sid = parse_query(scope).get("sid")
+            if sid is not None and sid not in self.sessions:
+                owner = forwarder.owner_of(sid)
+                if owner is not None:
+                    await forwarder.forward(scope, receive, send, owner)
+                    return
+        if scope["type"] == "http":
             await polling.handle(self, scope, receive, send)
         elif scope["type"] == "websocket":
             await websocket.handle(self, scope, receive, send)
@@ -213,7 +236,7 @@ class EngineServer:
 
     async def open_session(self, scope: Scope, transport: str) -> Session | None:
         """Create a session and queue its OPEN packet; None if on_connect refused it."""
-        sid = secrets.token_urlsafe(15)
+        sid = self.sid_prefix + secrets.token_urlsafe(15)
         session = Session(self, sid, transport, scope, self.max_outbox)
         upgrades = (
             ["websocket"] if transport == "polling" and "websocket" in self.transports else []

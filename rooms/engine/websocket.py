@@ -47,14 +47,14 @@ async def handle(engine: EngineServer, scope: Scope, receive: Receive, send: Sen
     if connect["type"] != "websocket.connect":
         return
     if error is not None:
-        await _deny(scope, send, error)
+        await deny(scope, send, error)
         return
     sid = query.get("sid")
     del query, connect  # a connection lives long; keep only what it needs
     if sid is None:
         session = await engine.open_session(scope, "websocket")
         if session is None:
-            await _deny(scope, send, HandshakeError.FORBIDDEN)
+            await deny(scope, send, HandshakeError.FORBIDDEN)
             return
         await send({"type": "websocket.accept"})
         await _run(engine, session, receive, send)
@@ -62,7 +62,7 @@ async def handle(engine: EngineServer, scope: Scope, receive: Receive, send: Sen
     session = engine.sessions.get(sid)
     if session is None:
         logger.info("expected a known sid for an upgrade, got %r", sid)
-        await _deny(scope, send, HandshakeError.UNKNOWN_SID)
+        await deny(scope, send, HandshakeError.UNKNOWN_SID)
         return
     if session.transport != "polling" or session.state is not State.OPEN:
         logger.info(
@@ -72,14 +72,14 @@ async def handle(engine: EngineServer, scope: Scope, receive: Receive, send: Sen
             session.state.value,
             session.transport,
         )
-        await _deny(scope, send, HandshakeError.BAD_REQUEST)
+        await deny(scope, send, HandshakeError.BAD_REQUEST)
         return
     await send({"type": "websocket.accept"})
     if await _upgrade(engine, session, receive, send):
         await _run(engine, session, receive, send)
 
 
-async def _deny(scope: Scope, send: Send, error: HandshakeError) -> None:
+async def deny(scope: Scope, send: Send, error: HandshakeError) -> None:
     """Refuse before accepting: a JSON body when the server supports it, else a close."""
     status = 403 if error is HandshakeError.FORBIDDEN else 400
     if "websocket.http.response" in scope.get("extensions", {}) or {}:
