@@ -14,6 +14,7 @@ A tiny top level::
 
 from rooms.adapter import BroadcastOptions
 from rooms.cluster import Node, RemoteSocket
+from rooms.cluster.emitter import Emitter
 from rooms.engine import EngineServer, Session
 from rooms.exceptions import (
     AckTimeout,
@@ -42,6 +43,7 @@ __all__ = [
     "ClusterTimeout",
     "ConnectionRefused",
     "Disconnected",
+    "Emitter",
     "EngineServer",
     "Handshake",
     "Namespace",

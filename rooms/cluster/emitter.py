@@ -1,0 +1,146 @@
+"""Emitter: reach a cluster's sockets from a process that has none.
+
+Workers, scripts and cron jobs publish the same cluster messages a server would, on the
+same broker; every server delivers them to its own sockets::
+
+    async with rooms.Emitter("redis://localhost:6379/0") as emitter:
+        await emitter.to("room-42").emit("invoice paid", {"id": 7})
+        await emitter.of("/admin").in_("staff").sockets_join("alerts")
+
+An emitter is never a member of the cluster (its uid is ``"emitter"``), so it cannot wait
+for answers: no acks, no ``fetch_sockets``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+from rooms.brokers import Broker, broker_from_url
+from rooms.cluster.node import EMITTER_UID, channels
+from rooms.exceptions import BrokerError
+from rooms.operators import room_set
+from rooms.protocol import cluster as wire
+from rooms.protocol import socketio as sio
+
+
+@dataclasses.dataclass
+class _Link:
+    """The broker and channel an emitter and its namespace views share."""
+
+    broker: Broker
+    channel: str
+    open: bool = False
+
+
+class Emitter:
+    """Publishes to the servers of a cluster. ``async with`` opens and closes its broker.
+
+    ``broker`` is a URL or an unopened :class:`~rooms.brokers.Broker`; ``cluster_prefix``
+    must match the servers'.
+    """
+
+    def __init__(
+        self, broker: Broker | str, *, namespace: str = "/", cluster_prefix: str = "rooms"
+    ) -> None:
+        broker = broker_from_url(broker) if isinstance(broker, str) else broker
+        self._link = _Link(broker, channels(cluster_prefix)[0])
+        self.namespace = namespace
+
+    @property
+    def broker(self) -> Broker:
+        return self._link.broker
+
+    async def __aenter__(self) -> Emitter:
+        await self._link.broker.__aenter__()
+        self._link.open = True
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._link.open = False
+        await self._link.broker.__aexit__(*exc_info)
+
+    def of(self, namespace: str) -> Emitter:
+        """The same emitter for another namespace (it shares the broker, open or not)."""
+        view = Emitter(self._link.broker, namespace=namespace)
+        view._link = self._link
+        return view
+
+    def _op(self, opts: wire.BroadcastOptions = wire.ALL) -> EmitterOperator:
+        return EmitterOperator(self, opts)
+
+    def to(self, *rooms: str | Iterable[str]) -> EmitterOperator:
+        return self._op(wire.BroadcastOptions(rooms=room_set(*rooms)))
+
+    in_ = to
+
+    def except_(self, *rooms: str | Iterable[str]) -> EmitterOperator:
+        return self._op(wire.BroadcastOptions(except_rooms=room_set(*rooms)))
+
+    @property
+    def volatile(self) -> EmitterOperator:
+        return self._op().volatile
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Send ``event`` to every socket of the namespace."""
+        await self._op().emit(event, *args)
+
+    async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
+        await self._op().sockets_join(*rooms)
+
+    async def sockets_leave(self, *rooms: str | Iterable[str]) -> None:
+        await self._op().sockets_leave(*rooms)
+
+    async def disconnect_sockets(self, close: bool = False) -> None:
+        await self._op().disconnect_sockets(close)
+
+    async def server_side_emit(self, event: str, *args: Any) -> None:
+        """Call every server's ``on_server_event(event)`` handler (no answers)."""
+        await self._publish(wire.ServerSideEmit([event, *args]))
+
+    async def _publish(self, body: wire.Body) -> None:
+        link = self._link
+        if not link.open:
+            raise BrokerError("expected an open emitter (async with emitter), got a closed one")
+        message = wire.Message(EMITTER_UID, self.namespace, body)
+        await link.broker.publish(link.channel, wire.encode(message))
+
+
+class EmitterOperator:
+    """A selection of recipients for an :class:`Emitter`; chaining returns a new one."""
+
+    __slots__ = ("_emitter", "_opts")
+
+    def __init__(self, emitter: Emitter, opts: wire.BroadcastOptions) -> None:
+        self._emitter = emitter
+        self._opts = opts
+
+    def _with(self, **changes: Any) -> EmitterOperator:
+        return EmitterOperator(self._emitter, dataclasses.replace(self._opts, **changes))
+
+    def to(self, *rooms: str | Iterable[str]) -> EmitterOperator:
+        return self._with(rooms=self._opts.rooms | room_set(*rooms))
+
+    in_ = to
+
+    def except_(self, *rooms: str | Iterable[str]) -> EmitterOperator:
+        return self._with(except_rooms=self._opts.except_rooms | room_set(*rooms))
+
+    @property
+    def volatile(self) -> EmitterOperator:
+        return self._with(volatile=True)
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Send ``event`` to the selected sockets, wherever they are connected."""
+        text, attachments = sio.encode_event_parts(self._emitter.namespace, event, args)
+        await self._emitter._publish(wire.Broadcast(self._opts, text, tuple(attachments)))
+
+    async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
+        await self._emitter._publish(wire.SocketsJoin(self._opts, room_set(*rooms)))
+
+    async def sockets_leave(self, *rooms: str | Iterable[str]) -> None:
+        await self._emitter._publish(wire.SocketsLeave(self._opts, room_set(*rooms)))
+
+    async def disconnect_sockets(self, close: bool = False) -> None:
+        await self._emitter._publish(wire.DisconnectSockets(self._opts, close))
