@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deps-stamp
 NODE_STAMP := node_modules/.deps-stamp
 
-.PHONY: demo test lint typecheck pytest bench deps clean
+.PHONY: demo cluster-demo test lint typecheck pytest bench deps clean redis-server
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ deps: $(STAMP) $(NODE_STAMP)
 
 demo: deps
 	$(PY) -m uvicorn examples.chat.app:app --host 127.0.0.1 --port 8000
+
+# The chat example as a cluster: Redis and three processes (see examples/cluster/run.py).
+cluster-demo: deps redis-server
+	$(PY) -m examples.cluster.run
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check rooms tests examples benchmarks

@@ -10,6 +10,9 @@ from outside any handler (``?room=lobby`` to reach a single room)::
 
     curl -d 'Server restarts in 5 minutes' http://127.0.0.1:8000/announce
 
+The same code runs as a cluster: set ``ROOMS_BROKER`` (e.g. ``redis://127.0.0.1:6379/0``)
+and start several processes, or ``--workers 3`` (see ``examples/cluster``).
+
 Events, client → server:
     ``join(room) -> {"room", "who"}``   leave the current room, join ``room``
     ``message(text) -> "delivered"``    say something to the current room
@@ -22,6 +25,7 @@ Events, server → client:
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -44,7 +48,8 @@ DEFAULT_ROOM = "lobby"
 MAX_NAME = 24  # nicknames and room names
 MAX_TEXT = 500
 
-server = rooms.Server()
+# One process by default; a cluster when ROOMS_BROKER names a broker (no handler changes).
+server = rooms.Server(broker=os.environ.get("ROOMS_BROKER") or None)
 
 
 def clean(value: object, limit: int) -> str:
@@ -52,7 +57,7 @@ def clean(value: object, limit: int) -> str:
     return " ".join(value.split())[:limit] if isinstance(value, str) else ""
 
 
-def name_of(socket: rooms.Socket) -> str:
+def name_of(socket: rooms.Socket | rooms.RemoteSocket) -> str:
     return str(socket.data["name"])
 
 

@@ -1,13 +1,15 @@
 // Drives examples/chat/app.py with two socket.io-client users, A and B, and prints what
 // happened as one JSON object for tests/test_examples.py to check.
 //
-//   node tests/js/chat_demo.js http://127.0.0.1:PORT
+//   node tests/js/chat_demo.js http://127.0.0.1:PORT [http://127.0.0.1:OTHER_PORT]
 //
+// With a second URL, B connects there: A and B then chat across two processes of a cluster.
 // Every wait is bounded; a step that times out fails the run with a message naming it.
 "use strict";
 const { io } = require("socket.io-client");
 
 const url = process.argv[2];
+const urlB = process.argv[3] || url;
 const STEP_MS = 5000;
 
 // Resolve with the first `event` on `socket` whose payload satisfies `match`. The
@@ -32,8 +34,8 @@ function call(socket, event, ...args) {
   return socket.timeout(STEP_MS).emitWithAck(event, ...args);
 }
 
-function user(name) {
-  return io(url, { auth: { name }, reconnection: false, forceNew: true });
+function user(name, at = url) {
+  return io(at, { auth: { name }, reconnection: false, forceNew: true });
 }
 
 const whoIs = (room, names) => (m) =>
@@ -47,7 +49,7 @@ async function main() {
 
   const aSeesB = next(a, "who", whoIs("lobby", ["A", "B"]), "A's who-list to show B");
   const aSeesBJoined = next(a, "system", (m) => m.text === "B joined");
-  const b = user("B");
+  const b = user("B", urlB);
   await next(b, "connect");
   out.bJoin = await call(b, "join", "lobby");
   out.aWhoAfterB = await aSeesB;
