@@ -123,6 +123,17 @@ def start_server(
         time.sleep(0.05)  # polling a port that is not listening yet; not test synchronisation
 
 
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server shared by the tests that only need one (fails under CI without)."""
+    from tests.redisserver import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server.url
+    server.stop()
+
+
 @pytest.fixture(params=list(SERVERS), scope="module")
 def interop_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

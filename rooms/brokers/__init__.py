@@ -1,18 +1,45 @@
-"""Brokers move bytes between processes; choose one by URL or pass an instance."""
+"""Brokers move bytes between processes; choose one by URL or pass an instance.
+
+``memory://`` (the default) is this process only; ``memory://name`` names a hub, so
+servers in one process on the same name form a cluster. ``redis://``, ``rediss://`` and
+``unix://`` choose :class:`~rooms.brokers.redis.RedisBroker` (the ``redis`` extra).
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from rooms.brokers.base import Broker
 from rooms.brokers.memory import Hub, MemoryBroker
 
-__all__ = ["Broker", "Hub", "MemoryBroker", "broker_from_url"]
+if TYPE_CHECKING:
+    from rooms.brokers.redis import RedisBroker
+
+__all__ = ["Broker", "Hub", "MemoryBroker", "RedisBroker", "broker_from_url"]
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+_HUBS: dict[str, Hub] = {}
 
 
 def broker_from_url(url: str) -> Broker:
-    """``memory://`` today; the scheme decides the broker."""
-    scheme = urlsplit(url).scheme
-    if scheme == "memory":
-        return MemoryBroker()
-    raise ValueError(f"expected a broker URL with scheme 'memory://', got {url!r}")
+    """The broker a URL names: ``memory://[name]``, ``redis://``, ``rediss://``, ``unix://``."""
+    parts = urlsplit(url)
+    if parts.scheme == "memory":
+        name = parts.netloc + parts.path
+        return MemoryBroker(hub=_HUBS.setdefault(name, Hub()) if name else None)
+    if parts.scheme in _REDIS_SCHEMES:
+        from rooms.brokers.redis import RedisBroker
+
+        return RedisBroker(url)
+    schemes = ", ".join(f"'{scheme}://'" for scheme in ("memory", *_REDIS_SCHEMES))
+    raise ValueError(f"expected a broker URL with scheme {schemes}, got {url!r}")
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing rooms must not import redis.
+    if name == "RedisBroker":
+        from rooms.brokers.redis import RedisBroker
+
+        return RedisBroker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,15 +17,19 @@ class Broker(Protocol):
 
     - ``async with broker:`` connects, and on exit disconnects and ends every subscription.
     - ``await broker.publish(channel, message)`` delivers ``message`` to every subscription to
-      ``channel`` that exists at that moment, in any process sharing the backend, including
-      this process's own. There is no history: a later subscriber does not see it.
+      ``channel`` that exists when the broker sends it, in any process sharing the backend,
+      including this process's own. A broker may queue it and return first (so a
+      subscription made right after may or may not see it); it keeps each publisher's order
+      across all channels. There is no history: a later subscriber does not see it.
     - ``async with broker.subscribe(channel) as messages: async for m in messages`` receives,
-      in the order each publisher published. Leaving the block always unsubscribes.
+      in the order each publisher published. Once ``subscribe()`` has entered, whatever is
+      published after is seen. Leaving the block always unsubscribes.
     - Messages one subscriber could not take (a full buffer, a lost connection) are dropped,
       logged and counted in ``broker.dropped``; a publisher never blocks on a slow subscriber.
     """
 
-    dropped: int
+    @property
+    def dropped(self) -> int: ...
 
     async def __aenter__(self) -> Broker: ...
 

@@ -13,14 +13,19 @@ import pytest
 
 import rooms
 from rooms.brokers import Broker, Hub, MemoryBroker
+from rooms.brokers.redis import RedisBroker
 from rooms.testing import Lifespan, TestClient
 
 BrokerFactory = Callable[[], Broker]
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", "redis"])
 def make_broker(request: pytest.FixtureRequest) -> Iterator[BrokerFactory]:
     """New brokers on one backend: one per simulated process."""
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        yield lambda: RedisBroker(url)
+        return
     hub = Hub()
     yield lambda: MemoryBroker(hub=hub)
     assert hub.channels == {}, "every subscription is cleaned up when its server stops"

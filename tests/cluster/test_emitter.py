@@ -9,16 +9,22 @@ import anyio
 import pytest
 
 import rooms
-from tests.cluster.conftest import BrokerFactory
+from tests.cluster.conftest import BrokerFactory, Cluster
 from tests.cluster.test_cluster import chat, clients_in
 
 pytestmark = pytest.mark.anyio
 
 
+async def open_emitter(c: Cluster, make_broker: BrokerFactory) -> rooms.Emitter:
+    # On the cluster's stack, with its clients: task groups close in the order they opened.
+    return await c.clients.enter_async_context(rooms.Emitter(make_broker()))
+
+
 async def test_an_emitter_broadcasts_to_rooms_on_every_server(
     cluster: Callable[..., Any], make_broker: BrokerFactory
 ) -> None:
-    async with cluster(2, setup=chat) as c, rooms.Emitter(make_broker()) as emitter:
+    async with cluster(2, setup=chat) as c:
+        emitter = await open_emitter(c, make_broker)
         ada, bob, cy = await clients_in(c, "lobby", ["ada", "bob", "cy"], on=[0, 1, 1])
         assert await cy.call("join", "muted") is True
 
@@ -39,7 +45,8 @@ async def test_an_emitter_runs_room_operations_and_namespaces(
         chat(server)
         server.of("/admin")
 
-    async with cluster(2, setup=setup) as c, rooms.Emitter(make_broker()) as emitter:
+    async with cluster(2, setup=setup) as c:
+        emitter = await open_emitter(c, make_broker)
         clients = await clients_in(c, "blue", ["a", "b"], on=[0, 1])
         admin = await c.clients.enter_async_context(
             rooms.testing.TestClient(c.apps[1], lifespan=False)
@@ -78,7 +85,8 @@ async def test_an_emitter_calls_every_servers_server_event_handlers(
             if what == "config":
                 event.set()
 
-    async with cluster(2, setup=setup) as c, rooms.Emitter(make_broker()) as emitter:
+    async with cluster(2, setup=setup) as c:
+        emitter = await open_emitter(c, make_broker)
         await emitter.server_side_emit("reload", "config")
         with anyio.fail_after(5):
             for event in heard:
