@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
 import queue
+import signal
 import socket
 import subprocess
 import sys
@@ -53,8 +55,18 @@ class LiveServer:
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+                self.kill()
+        self._signal_group(signal.SIGKILL)  # a worker its supervisor left behind
+
+    def kill(self) -> None:
+        """SIGKILL the server and every process it started (hypercorn serves from a child
+        process): no goodbye, as in a crash."""
+        self._signal_group(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def _signal_group(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signum)  # its own session: see start_server
 
 
 # (label, command template): the two ASGI servers, one per anyio backend.
@@ -105,6 +117,7 @@ def start_server(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+            start_new_session=True,  # one process group to kill, workers included
         )
     server = LiveServer(f"http://127.0.0.1:{port}", port, process, log_path)
     deadline = time.monotonic() + timeout

@@ -1,0 +1,268 @@
+"""Real processes sharing a real Redis, driven by the real socket.io-client.
+
+Three server processes on 127.0.0.1 (uvicorn on asyncio, or hypercorn on trio) form one
+cluster over a ``redis-server`` the test starts; JS clients spread over them. Also
+``uvicorn --workers 3``: one port, three processes, no sticky sessions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, SERVERS, LiveServer, free_port, start_server
+from tests.jsdriver import JsDriver
+from tests.redisserver import RedisServer
+
+pytestmark = pytest.mark.interop
+
+APP = "tests.apps.cluster:app"
+
+
+def get_json(url: str, timeout: float = 30) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+class ProcessCluster:
+    """Server processes of one cluster, and the Redis they share."""
+
+    def __init__(self, redis: RedisServer, kind: str, tmp_path: Path) -> None:
+        self.redis = redis
+        self.kind = kind
+        self.tmp_path = tmp_path
+        self.servers: list[LiveServer] = []
+
+    def start(self, count: int) -> None:
+        env = {"ROOMS_BROKER": self.redis.url}
+        for _ in range(count):
+            self.servers.append(start_server(self.kind, APP, self.tmp_path, env=env))
+        self.wait_formed()
+
+    def wait_formed(self, alive: list[int] | None = None, ready: bool = False) -> None:
+        """Every live server knows every other one (waited for server-side, on events)."""
+        alive = list(range(len(self.servers))) if alive is None else alive
+        query = f"peers={len(alive) - 1}" + ("&ready=1" if ready else "")
+        for index in alive:
+            get_json(f"{self.servers[index].url}/cluster?{query}")
+
+    def uid(self, index: int) -> str:
+        return str(get_json(f"{self.servers[index].url}/cluster")["uid"])
+
+    def logs(self) -> str:
+        return "\n".join(server.log() for server in self.servers)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=list(SERVERS))
+def processes(
+    request: pytest.FixtureRequest, redis: RedisServer, tmp_path: Path
+) -> Iterator[ProcessCluster]:
+    cluster = ProcessCluster(redis, str(request.param), tmp_path)
+    try:
+        cluster.start(3)
+        yield cluster
+    finally:
+        cluster.stop()
+    assert "Traceback" not in cluster.logs(), cluster.logs()
+
+
+@pytest.fixture
+def js() -> Iterator[JsDriver]:
+    driver = JsDriver()
+    yield driver
+    driver.close()
+
+
+# Clients spread over the three processes, in every transport mode.
+SPREAD = [("ada", 0, "default"), ("bob", 1, "websocket"), ("cy", 2, "polling"),
+          ("di", 0, "polling"), ("ed", 1, "default"), ("flo", 2, "websocket")]  # fmt: skip
+
+
+def connect_all(js: JsDriver, c: ProcessCluster, rooms: list[str]) -> list[str]:
+    for name, index, mode in SPREAD:
+        js.connect(name, c.servers[index].url, mode, auth={"name": name, "rooms": rooms})
+    return [name for name, _, _ in SPREAD]
+
+
+def test_room_broadcasts_reach_every_member_exactly_once(
+    processes: ProcessCluster, js: JsDriver
+) -> None:
+    names = connect_all(js, processes, ["lobby"])
+    js.connect("outsider", processes.servers[1].url, "websocket")
+
+    assert js.call("ada", "say", "lobby", {"n": 1}) == [True]
+    assert js.call("ada", "say", "lobby", {"n": 2}) == [True]
+    get_json(f"{processes.servers[2].url}/emit?room=lobby&text=from-http")
+
+    for name in names:
+        # Each once, in the order each process sent them (HTTP came from another one).
+        got = js.events(name, 3)
+        said = [args[0] for _, args in got]
+        assert sorted(said, key=str) == sorted([{"n": 1}, {"n": 2}, "from-http"], key=str)
+        assert said.index({"n": 1}) < said.index({"n": 2})
+    assert js.request("drain", name="outsider") == []
+
+
+def test_fetch_join_leave_and_disconnect_act_across_processes(
+    processes: ProcessCluster, js: JsDriver
+) -> None:
+    names = connect_all(js, processes, ["blue"])
+    uids = {processes.uid(i) for i in range(3)}
+
+    (found,) = js.call("bob", "fetch", "blue")
+    assert [f["name"] for f in found] == sorted(names)
+    assert {f["node"] for f in found} == uids  # sockets reported by every process
+
+    assert js.call("cy", "room_join", "blue", "green") == [True]
+    (found,) = js.call("cy", "fetch", "green")
+    assert [f["name"] for f in found] == sorted(names)
+    assert all(f["rooms"] == ["blue", "green"] for f in found)
+
+    assert js.call("ada", "room_leave", "green", "blue") == [True]
+    (found,) = js.call("ada", "fetch", "blue")
+    assert found == []
+
+    js.connect("outsider", processes.servers[2].url, "websocket")
+    assert js.call("outsider", "room_disconnect", "green") == [True]
+    for name in names:
+        assert js.events(name, 1) == [("disconnect", ["io server disconnect"])]
+
+
+def test_broadcast_acks_and_server_side_emits_aggregate_across_processes(
+    processes: ProcessCluster, js: JsDriver
+) -> None:
+    names = connect_all(js, processes, ["poll"])
+    for name in names:
+        js.request("answer", name=name, event="vote", value=f"{name}-yes")
+
+    (result,) = js.call("ed", "poll", "poll", 5)
+    assert result == {"complete": True, "answers": sorted(f"{n}-yes" for n in names)}
+
+    (result,) = js.call("ada", "servers")
+    assert result == {"complete": True, "uids": sorted({processes.uid(1), processes.uid(2)})}
+
+
+def test_a_killed_process_leaves_the_others_serving_and_their_requests_ending(
+    processes: ProcessCluster, js: JsDriver
+) -> None:
+    names = connect_all(js, processes, ["poll"])
+    for name in names:
+        js.request("answer", name=name, event="vote", value=name)
+    survivors = [name for name, index, _ in SPREAD if index != 2]
+
+    # Mid-traffic: a broadcast is in flight when the process dies.
+    assert js.call("ada", "say", "poll", "before") == [True]
+    processes.servers[2].kill()  # SIGKILL: no goodbye
+
+    # Still believed alive: the broadcast with acks ends by its timeout, never hangs,
+    # with every survivor's answer.
+    (result,) = js.call("bob", "poll", "poll", 1, timeout=10000)
+    assert result == {"complete": False, "answers": sorted(survivors)}
+    # Once its heartbeats are missed, it is forgotten; requests complete without it.
+    processes.wait_formed(alive=[0, 1])
+    (result,) = js.call("bob", "poll", "poll", 5)
+    assert result == {"complete": True, "answers": sorted(survivors)}
+    (result,) = js.call("ada", "servers")
+    assert result == {"complete": True, "uids": [processes.uid(1)]}
+    # The survivors keep serving each other.
+    assert js.call("di", "say", "poll", "after") == [True]
+    for name in survivors:
+        # Two polls asked them to vote in between.
+        got = js.events(name, 4)
+        assert [args[0] for event, args in got if event == "said"] == ["before", "after"]
+        assert [event for event, _ in got].count("vote") == 2
+
+
+def test_a_redis_restart_is_survived(processes: ProcessCluster, js: JsDriver) -> None:
+    names = connect_all(js, processes, ["lobby"])
+
+    processes.redis.restart()
+    processes.wait_formed(ready=True)
+
+    assert js.call("cy", "say", "lobby", "after the restart") == [True]
+    for name in names:
+        assert js.events(name, 1) == [("said", ["after the restart"])]
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def test_uvicorn_workers_need_no_sticky_sessions(
+    redis: RedisServer, js: JsDriver, tmp_path: Path
+) -> None:
+    port = free_port()
+    log_path = tmp_path / "workers.log"
+    command = [sys.executable, "-m", "uvicorn", APP, "--host", "127.0.0.1", "--port",
+               str(port), "--workers", "3", "--log-level", "warning"]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "ROOMS_BROKER": redis.url},
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_workers(url, process, log_path)
+        names = [f"w{i}" for i in range(12)]
+        for name in names:
+            # The default client: long-polling first, then the websocket upgrade, each
+            # request reaching whichever worker the kernel picks.
+            js.connect(name, url, "default", auth={"name": name, "rooms": ["all"]})
+        for name in names:
+            assert js.request("upgraded", name=name, timeout=10000)["transport"] == "websocket"
+            js.request("answer", name=name, event="vote", value=name)
+        nodes = {js.call(name, "node")[0] for name in names}
+        assert len(nodes) > 1  # sessions live in several workers
+
+        assert js.call("w0", "say", "all", "hello workers") == [True]
+        for name in names:
+            assert js.events(name, 1) == [("said", ["hello workers"])]
+        (result,) = js.call("w5", "poll", "all", 5)
+        assert result == {"complete": True, "answers": sorted(names)}
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    log = log_path.read_text()
+    assert "Traceback" not in log, log
+    relayed = sum(int(n) for n in re.findall(r"RELAY-COUNTS relayed=(\d+)", log))
+    assert relayed > 0, "some requests reached a worker that did not own their session"
+
+
+def wait_for_workers(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Readiness of a starting process group: poll until it listens, then wait (server-side)
+    for the cluster to form."""
+    deadline = time.monotonic() + 30
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"uvicorn exited early:\n{log_path.read_text()}")
+        try:
+            get_json(f"{url}/cluster?peers=2", timeout=15)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)  # the port is not listening yet; not test synchronisation
