@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import socketio
 
 from tests.conftest import LiveServer, run_node, start_server
+from tests.redisserver import RedisServer
 
 pytestmark = pytest.mark.interop
 
@@ -40,8 +42,32 @@ def test_the_page_loads_the_client_bundle_from_the_same_server(chat: LiveServer)
 def test_two_users_chat_switch_rooms_and_hear_announcements(chat: LiveServer) -> None:
     result = run_node("chat_demo.js", chat.url)
     assert result.returncode == 0, result.stderr + chat.log()
-    out = json.loads(result.stdout)
+    check_chat(json.loads(result.stdout))
 
+
+def test_the_chat_runs_unchanged_across_two_processes_on_redis(tmp_path: Path) -> None:
+    """``make cluster-demo``'s set-up: the same app, two processes, one Redis; A talks to
+    one process and B to the other."""
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    env = {"ROOMS_BROKER": redis.url}
+    servers = [start_server("uvicorn-asyncio", "examples.chat.app:app", tmp_path, env=env)]
+    try:
+        servers.append(start_server("uvicorn-asyncio", "examples.chat.app:app", tmp_path, env=env))
+        for server in servers:  # both processes know each other (waited for server-side)
+            httpx.get(f"{server.url}/health?peers=1", timeout=15).raise_for_status()
+        result = run_node("chat_demo.js", servers[0].url, servers[1].url)
+        logs = "".join(server.log() for server in servers)
+        assert result.returncode == 0, result.stderr + logs
+        check_chat(json.loads(result.stdout))
+    finally:
+        for server in servers:
+            server.stop()
+        redis.stop()
+    assert "Traceback" not in logs, logs
+
+
+def check_chat(out: dict[str, Any]) -> None:
     # A and B join the lobby; B's join ack and A's live who-list both show them.
     assert out["aJoin"] == {"room": "lobby", "who": ["A"]}
     assert out["bJoin"] == {"room": "lobby", "who": ["A", "B"]}

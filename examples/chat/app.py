@@ -156,6 +156,15 @@ async def announce(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
+    """``ok``. In a cluster, ``?peers=N`` answers once N other processes are known (up to
+    10 s, then 503): a readiness probe for a deploy that starts processes one by one."""
+    peers = request.query_params.get("peers")
+    node = get_server(request).node
+    if peers is not None and node is not None:
+        try:
+            await node.wait_for_peers(int(peers), timeout=10)
+        except (TimeoutError, ValueError) as exc:
+            return PlainTextResponse(f"expected {peers} peers: {exc!r}", status_code=503)
     return PlainTextResponse("ok")
 
 
