@@ -43,7 +43,7 @@ pytest: deps redis-server
 
 test: lint typecheck pytest
 
-bench: deps
+bench: deps redis-server
 	$(PY) benchmarks/run.py
 
 clean:

@@ -8,10 +8,12 @@ One command::
 
 Method (see benchmarks/README.md): each server app runs alone under uvicorn (uvloop,
 httptools, websockets) pinned to CPU 0; one Node load generator (benchmarks/loadgen.js) runs
-pinned to CPU 1. Every scenario runs against the three servers interleaved (round-robin,
-N rounds, a fresh server process per measurement) and the medians are reported as ratios
-from the same run, so the machine cancels out. Results go to benchmarks/results/ (JSON,
-markdown, PNG) and, for a full run, into the "Results" section of benchmarks/README.md.
+pinned to CPU 1. The cross-process fan-out runs two processes of a server and one
+redis-server between them, all three on CPU 0. Every scenario runs against the servers
+interleaved (round-robin, N rounds, a fresh server process per measurement) and the medians
+are reported as ratios from the same run, so the machine cancels out. Results go to
+benchmarks/results/ (JSON, markdown, PNG) and, for a full run, into the "Results" section of
+benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -70,19 +72,25 @@ class ServerSpec:
     key: str
     label: str
     app: str  # module:attribute inside benchmarks/apps
+    # The environment variable that gives the app a Redis URL to cluster through (see
+    # apps/*.py); None: no cross-process story, left out of the clustered scenarios.
+    redis_env: str | None = None
 
 
 SERVERS: tuple[ServerSpec, ...] = (
-    ServerSpec("rooms", "rooms", "rooms_app:app"),
-    ServerSpec("psio", "python-socketio", "psio_app:app"),
+    ServerSpec("rooms", "rooms", "rooms_app:app", "ROOMS_BENCH_BROKER"),
+    ServerSpec("psio", "python-socketio", "psio_app:app", "PSIO_BENCH_REDIS"),
     ServerSpec("bare", "bare ASGI", "bare_asgi:app"),
 )
 SERVER_BY_KEY = {spec.key: spec for spec in SERVERS}
 
 
+KINDS = ("fanout", "fanout-redis", "echo", "connect")  # also the order of the report
+
+
 @dataclass(frozen=True)
 class Scenario:
-    kind: str  # "fanout" | "echo" | "connect" (a loadgen.js scenario)
+    kind: str  # one of KINDS
     size: int  # members, clients or connections
 
     @property
@@ -90,9 +98,34 @@ class Scenario:
         return f"{self.kind}-{self.size}"
 
     @property
+    def clustered(self) -> bool:
+        """Two processes of the server joined through one redis-server: members alternate
+        between them and the sender is on the first, so half the deliveries cross Redis."""
+        return self.kind == "fanout-redis"
+
+    @property
+    def processes(self) -> int:
+        return 2 if self.clustered else 1
+
+    @property
+    def loadgen(self) -> str:
+        """The loadgen.js scenario: the clustered one is a fan-out given two ports."""
+        return "fanout" if self.clustered else self.kind
+
+    @property
+    def local(self) -> Scenario | None:
+        """The same load on one process with no broker: the clustered scenario's baseline."""
+        return Scenario("fanout", self.size) if self.clustered else None
+
+    def runs_on(self, spec: ServerSpec) -> bool:
+        return not self.clustered or spec.redis_env is not None
+
+    @property
     def title(self) -> str:
         if self.kind == "fanout":
             return f"fan-out, {self.size:,} members"
+        if self.clustered:
+            return f"fan-out over 2 processes + Redis, {self.size:,} members"
         if self.kind == "echo":
             return f"echo + ack, {self.size:,} client{'s' if self.size != 1 else ''}"
         return f"connect storm, {self.size:,} clients"
@@ -118,12 +151,14 @@ def _kib(value: float) -> str:
     return f"{value:,.1f}"
 
 
+FANOUT_METRICS = (
+    Metric("deliveries_per_s", "deliveries/s ↑", True, _count),
+    Metric("p50_ms", "latency p50, ms ↓", False, _ms),
+    Metric("p99_ms", "latency p99, ms ↓", False, _ms),
+)
 METRICS: dict[str, tuple[Metric, ...]] = {
-    "fanout": (
-        Metric("deliveries_per_s", "deliveries/s ↑", True, _count),
-        Metric("p50_ms", "latency p50, ms ↓", False, _ms),
-        Metric("p99_ms", "latency p99, ms ↓", False, _ms),
-    ),
+    "fanout": FANOUT_METRICS,
+    "fanout-redis": FANOUT_METRICS,
     "echo": (
         Metric("acks_per_s", "acks/s ↑", True, _count),
         Metric("p50_ms", "latency p50, ms ↓", False, _ms),
@@ -136,25 +171,13 @@ METRICS: dict[str, tuple[Metric, ...]] = {
     ),
 }
 
-# TODO(redis-broker): "fan-out across two processes on the Redis broker" (issue scenario 4).
-# Not runnable until rooms has its Redis broker. The plan, so the numbers stay comparable:
-#   * start `redis-server --port 0 --unixsocket ...` (or on a free 127.0.0.1 port), bounded;
-#   * start TWO rooms processes (benchmarks/apps/rooms_app.py with the broker configured from
-#     an environment variable) and two python-socketio processes with
-#     socketio.AsyncRedisManager; bare ASGI has no cross-process story and is left out;
-#   * loadgen.js fanout --ports A,B (already supported): members alternate between the two
-#     processes, the sender is on A, so half of every broadcast crosses Redis; deliveries/s,
-#     latency and loss exactly as in scenario 1;
-#   * with only 2 cores the servers cannot each own a core: pin both to CPU 0 (and say so),
-#     or skip the scenario when os.cpu_count() < 4.
-REDIS_FANOUT_TODO = Scenario("fanout-redis", 1000)
-
 
 def scenarios_for(quick: bool) -> list[Scenario]:
     if quick:
         return [
             Scenario("fanout", 100),
             Scenario("fanout", 1000),
+            Scenario("fanout-redis", 1000),  # fanout-1000 is its local baseline
             Scenario("echo", 1),
             Scenario("echo", 100),
             Scenario("connect", 1000),
@@ -163,6 +186,7 @@ def scenarios_for(quick: bool) -> list[Scenario]:
         Scenario("fanout", 100),
         Scenario("fanout", 1000),
         Scenario("fanout", 5000),
+        Scenario("fanout-redis", 1000),  # fanout-1000 is its local baseline
         Scenario("echo", 1),
         Scenario("echo", 100),
         Scenario("echo", 1000),
@@ -259,11 +283,70 @@ class RunningServer:
     log: Path
 
 
+def wait_listening(proc: subprocess.Popen[Any], port: int, what: str, log: Path) -> None:
+    """Until ``port`` accepts connections (bounded); raises if ``proc`` exits first."""
+    deadline = time.monotonic() + 20
+    while True:
+        if proc.poll() is not None:
+            raise BenchError(f"{what} exited with {proc.returncode}:\n{tail(log)}")
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise BenchError(f"{what} did not listen on {port}:\n{tail(log)}") from None
+            time.sleep(0.05)
+
+
+@dataclass
+class RunningRedis:
+    url: str
+    proc: subprocess.Popen[Any]
+    ps: psutil.Process
+
+
+@contextmanager
+def redis_server(settings: Settings, logdir: Path) -> Iterator[RunningRedis]:
+    """A throwaway redis-server on a free port, on the servers' CPU: a clustered measurement
+    gets the same one CPU as a local one, broker included. No persistence."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise BenchError("redis-server is not on PATH (make redis-server installs it)")
+    port = free_port()
+    log = logdir / f"redis-{port}.log"
+    cmd = [
+        *pinned(SERVER_CPU, settings),
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        HOST,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(logdir),
+    ]
+    with log.open("w") as out:
+        proc = CHILDREN.spawn(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_listening(proc, port, "redis-server", log)
+        yield RunningRedis(f"redis://{HOST}:{port}/0", proc, psutil.Process(proc.pid))
+    finally:
+        CHILDREN.stop(proc)
+
+
 @contextmanager
 def server(
-    spec: ServerSpec, settings: Settings, logdir: Path, source: Path
+    spec: ServerSpec,
+    settings: Settings,
+    logdir: Path,
+    source: Path,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[RunningServer]:
-    """A server process on a free port; ``source`` holds the snapshot of rooms/ and apps/."""
+    """A server process on a free port; ``source`` holds the snapshot of rooms/ and apps/;
+    ``env`` is added to the environment (the Redis URL of a clustered measurement)."""
     port = free_port()
     log = logdir / f"{spec.key}-{port}.log"
     cmd = [
@@ -296,22 +379,17 @@ def server(
         # cwd is the snapshot, which comes first on sys.path (python -m), so `import rooms`
         # finds the snapshot rather than the editable install of the work tree.
         proc = CHILDREN.spawn(
-            cmd, cwd=source, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+            cmd,
+            cwd=source,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env} if env else None,
         )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                raise BenchError(f"{spec.label} exited with {proc.returncode}:\n{tail(log)}")
-            try:
-                with socket.create_connection((HOST, port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise BenchError(
-                        f"{spec.label} did not listen on {port}:\n{tail(log)}"
-                    ) from None
-                time.sleep(0.05)
+        # uvicorn listens once lifespan startup is done: for rooms with a broker, that is
+        # after the cluster node subscribed, so no broadcast of the run can miss it.
+        wait_listening(proc, port, spec.label, log)
         yield RunningServer(spec, port, proc, psutil.Process(proc.pid), log)
     finally:
         CHILDREN.stop(proc)
@@ -347,15 +425,17 @@ def setup_allowance(scenario: Scenario) -> float:
     return 30 + scenario.size / 50
 
 
-def loadgen_cmd(scenario: Scenario, port: int, settings: Settings, timeout: float) -> list[str]:
+def loadgen_cmd(
+    scenario: Scenario, ports: Sequence[int], settings: Settings, timeout: float
+) -> list[str]:
     cmd = [
         *pinned(GENERATOR_CPU, settings),
         "node",
         str(LOADGEN),
         "--scenario",
-        scenario.kind,
-        "--port",
-        str(port),
+        scenario.loadgen,
+        # Several ports: members alternate between them, the sender is on the first.
+        *(["--port", str(ports[0])] if len(ports) == 1 else ["--ports", ",".join(map(str, ports))]),
         "--warmup",
         str(settings.warmup),
         "--duration",
@@ -369,7 +449,7 @@ def loadgen_cmd(scenario: Scenario, port: int, settings: Settings, timeout: floa
         "--client",
         settings.client,
     ]
-    if scenario.kind == "fanout":
+    if scenario.loadgen == "fanout":
         cmd += ["--members", str(scenario.size), "--window", str(settings.window)]
     else:
         cmd += ["--clients", str(scenario.size)]
@@ -413,15 +493,22 @@ def wait_quiet(limit: float, threshold: float = 10.0) -> float:
 
 
 def measure(
-    scenario: Scenario, srv: RunningServer, settings: Settings, logdir: Path
+    scenario: Scenario,
+    srvs: Sequence[RunningServer],
+    settings: Settings,
+    logdir: Path,
+    helpers: Sequence[psutil.Process] = (),
 ) -> tuple[Json, Json]:
-    """Run loadgen.js once against ``srv``: (the generator's result, what the runner saw)."""
+    """Run loadgen.js once against ``srvs`` (the processes of one server): (the generator's
+    result, what the runner saw). ``helpers`` (redis-server) count as the server side."""
+    srv = srvs[0]
+    server_side = [s.ps for s in srvs] + list(helpers)
     timeout = setup_allowance(scenario) + settings.warmup + settings.duration + 5 + 30
     errlog = logdir / f"loadgen-{scenario.key}-{srv.spec.key}-{srv.port}.log"
     observed: Json = {}
     with errlog.open("w") as err:
         proc = CHILDREN.spawn(
-            loadgen_cmd(scenario, srv.port, settings, timeout),
+            loadgen_cmd(scenario, [s.port for s in srvs], settings, timeout),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=err,
@@ -432,7 +519,7 @@ def measure(
     threading.Thread(target=_pump_lines, args=(proc.stdout, lines), daemon=True).start()
     deadline = time.monotonic() + timeout + 15
     gen = psutil.Process(proc.pid)
-    cpu0 = gen0 = busy0 = irq0 = t0 = 0.0
+    cpu0 = gen0 = busy0 = irq0 = t0 = helpers0 = 0.0
     try:
         while True:
             try:
@@ -449,13 +536,18 @@ def measure(
                 continue
             kind = event.get("event")
             if kind == "measure_start":
-                cpu0, gen0 = cpu_seconds(srv.ps), cpu_seconds(gen)
+                cpu0, gen0 = sum(map(cpu_seconds, server_side)), cpu_seconds(gen)
+                helpers0 = sum(map(cpu_seconds, helpers))
                 busy0, irq0 = machine_busy()
                 t0 = time.monotonic()
             elif kind == "measure_end":
                 elapsed = time.monotonic() - t0
-                server_s, gen_s = cpu_seconds(srv.ps) - cpu0, cpu_seconds(gen) - gen0
+                server_s = sum(map(cpu_seconds, server_side)) - cpu0
+                gen_s = cpu_seconds(gen) - gen0
                 observed["server_cpu_pct"] = server_s / elapsed * 100
+                if helpers:
+                    helpers_s = sum(map(cpu_seconds, helpers)) - helpers0
+                    observed["redis_cpu_pct"] = helpers_s / elapsed * 100
                 observed["generator_cpu_pct"] = gen_s / elapsed * 100
                 # CPU time spent by anything else on the machine: other work skews a run.
                 busy1, irq1 = machine_busy()
@@ -496,7 +588,9 @@ def flatten(scenario: Scenario, result: Json, observed: Json) -> Json:
         "irq_steal_cpu_pct": observed.get("irq_steal_cpu_pct"),
         "unexpected_closes": result.get("unexpected_closes", 0),
     }
-    if scenario.kind == "fanout":
+    if "redis_cpu_pct" in observed:
+        row["redis_cpu_pct"] = observed["redis_cpu_pct"]
+    if scenario.loadgen == "fanout":
         row["deliveries_per_s"] = result["deliveries_per_s"]
         row["lost"] = result.get("lost", 0)
     elif scenario.kind == "echo":
@@ -542,12 +636,25 @@ def run_once(
     run: Json = {}
     started = time.monotonic()
     try:
-        with server(spec, settings, logdir, source) as srv:
+        # Unwinds in reverse: the servers stop before the redis-server they use.
+        with ExitStack() as stack:
+            env: dict[str, str] = {}
+            helpers: list[psutil.Process] = []
+            if scenario.clustered:
+                assert spec.redis_env is not None
+                redis = stack.enter_context(redis_server(settings, logdir))
+                env[spec.redis_env] = redis.url
+                helpers.append(redis.ps)
+            srvs = [
+                stack.enter_context(server(spec, settings, logdir, source, env))
+                for _ in range(scenario.processes)
+            ]
             try:
-                result, observed = measure(scenario, srv, settings, logdir)
+                result, observed = measure(scenario, srvs, settings, logdir, helpers)
             except BenchError as exc:
-                raise BenchError(f"{exc}\n--- server log:\n{tail(srv.log, 30)}") from None
-            issues = log_issues(srv.log)
+                logs = "".join(f"\n--- server log:\n{tail(s.log, 30)}" for s in srvs)
+                raise BenchError(f"{exc}{logs}") from None
+            issues = [issue for s in srvs for issue in log_issues(s.log)][:20]
         run["result"] = result
         run["observed"] = observed
         run["metrics"] = flatten(scenario, result, observed)
@@ -563,7 +670,7 @@ def run_all(
 ) -> tuple[list[Json], str]:
     """Every measurement, and the hash of the rooms + apps source they ran."""
     runs: list[Json] = []
-    total = settings.rounds * len(scenarios) * len(servers)
+    total = settings.rounds * sum(s.runs_on(spec) for s in scenarios for spec in servers)
     done = 0
     with tempfile.TemporaryDirectory(prefix="rooms-bench-") as tmp:
         logdir = Path(tmp)
@@ -572,10 +679,11 @@ def run_all(
         for rnd in range(settings.rounds):
             for scenario in scenarios:
                 # Rotate who goes first each round, so no server always runs on a warm cache.
-                shift = rnd % len(servers)
-                for spec in (*servers[shift:], *servers[:shift]):
+                mine = [spec for spec in servers if scenario.runs_on(spec)]
+                shift = rnd % len(mine)
+                for spec in (*mine[shift:], *mine[:shift]):
                     done += 1
-                    prefix = f"[{done}/{total}] round {rnd + 1} {scenario.key:<13} {spec.label:<16}"
+                    prefix = f"[{done}/{total}] round {rnd + 1} {scenario.key:<17} {spec.label:<16}"
                     print(prefix, end=" ", flush=True)
                     noisy: list[float] = []
                     while True:
@@ -636,6 +744,22 @@ def summarize(
                 for m in METRICS[scenario.kind]
             }
         summary[scenario.key] = {"title": scenario.title, "servers": per_server, "ratios": ratios}
+    # What crossing processes costs: each server clustered ÷ the same server local, same run.
+    for scenario in scenarios:
+        local = scenario.local
+        if local is None or local.key not in summary:
+            continue
+        mine, base = summary[scenario.key]["servers"], summary[local.key]["servers"]
+        summary[scenario.key]["vs_local"] = {
+            key: {
+                m.key: mine[key][m.key] / base[key][m.key]
+                if mine[key].get(m.key) and base[key].get(m.key)
+                else None
+                for m in METRICS[scenario.kind]
+            }
+            for key in mine
+            if mine[key]["runs"] and key in base
+        }
     return summary
 
 
@@ -649,6 +773,15 @@ def _versions() -> Json:
         except PackageNotFoundError:
             out[dist] = None
     out["websockets"] = _safe_version("websockets")
+    out["redis"] = _safe_version("redis")  # the Python client both apps use
+    binary = shutil.which("redis-server")
+    if binary:
+        words = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+        out["redis-server"] = next(
+            (w[2:] for w in words.split() if w.startswith("v=")), words.strip() or None
+        )
+    else:
+        out["redis-server"] = None
     node = shutil.which("node")
     out["node"] = (
         subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
@@ -715,8 +848,14 @@ def markdown(report: Json, scenarios: Sequence[Scenario], servers: Sequence[Serv
         f"Run {report['date']} on {machine['cpu']} ({machine['cpus']} CPUs), rooms "
         f"{machine['git_commit']}; {settings['rounds']} interleaved round(s), "
         f"{settings['duration']:g} s measured after {settings['warmup']:g} s warm-up, "
-        f"median per cell. Server on CPU {SERVER_CPU}, Node generator on CPU {GENERATOR_CPU}; "
-        f"uvicorn {versions['uvicorn']} (uvloop, httptools, --ws {settings['ws']}), "
+        f"median per cell. Server on CPU {SERVER_CPU}, Node generator on CPU {GENERATOR_CPU}"
+        + (
+            f" (fan-out over 2 processes: both server processes and redis-server "
+            f"{versions.get('redis-server')} on CPU {SERVER_CPU}); "
+            if any(s.clustered for s in scenarios)
+            else "; "
+        )
+        + f"uvicorn {versions['uvicorn']} (uvloop, httptools, --ws {settings['ws']}), "
         f"python-socketio {versions['python-socketio']}, Node {versions['node']} with the "
         + (
             f"ws {versions['ws']} client."
@@ -749,10 +888,32 @@ def markdown(report: Json, scenarios: Sequence[Scenario], servers: Sequence[Serv
             for key in others:
                 cells.append(_ratio(entry["ratios"][key].get(metric.key)))
             lines.append("| " + " | ".join(cells) + " |")
+    crossing = [s for s in scenarios if "vs_local" in summary[s.key]]
+    if crossing:
+        lines += [
+            "",
+            "What crossing processes costs: each server's fan-out over 2 processes + Redis "
+            "÷ its own fan-out of the same size in one process, same run (deliveries/s: the "
+            "share of local throughput kept).",
+            "",
+            "| Scenario | Metric | " + " | ".join(SERVER_BY_KEY[k].label for k in keys) + " |",
+            "|---|---|" + "|".join(["--:"] * len(keys)) + "|",
+        ]
+        for scenario in crossing:
+            vs_local: Json = summary[scenario.key]["vs_local"]
+            for i, metric in enumerate(METRICS[scenario.kind]):
+                cells = [f"{scenario.title} ÷ local" if i == 0 else "", metric.label]
+                cells += [_ratio(vs_local.get(k, {}).get(metric.key)) for k in keys]
+                lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "CPU during the measured window (median, % of one core): load generator / server. "
-        "The generator staying well under 100% while the server is near 100% shows the "
+        "CPU during the measured window (median, % of one core): load generator / server"
+        + (
+            " (over 2 processes: both server processes and redis-server together). "
+            if any(s.clustered for s in scenarios)
+            else ". "
+        )
+        + "The generator staying well under 100% while the server is near 100% shows the "
         "server is the bottleneck.",
         "",
         "| Scenario | " + " | ".join(SERVER_BY_KEY[k].label for k in keys) + " |",
@@ -789,11 +950,6 @@ def markdown(report: Json, scenarios: Sequence[Scenario], servers: Sequence[Serv
             problems.append(f"- {label}: server logged: {run['server_log'][0]}")
     if problems:
         lines += ["", "Problems seen during the run:", "", *problems[:30]]
-    lines += [
-        "",
-        "Not measured yet: fan-out across two processes on the Redis broker "
-        "(TODO in benchmarks/run.py, waiting for the broker).",
-    ]
     return "\n".join(lines) + "\n"
 
 
@@ -807,16 +963,16 @@ def plot(
     from matplotlib.ticker import FuncFormatter
 
     summary: Json = report["summary"]
-    panels: list[tuple[str, str, str]] = [
-        ("fanout", "deliveries_per_s", "Room fan-out: deliveries/s (members)"),
-        ("echo", "acks_per_s", "Echo with ack: acks/s (clients)"),
-        ("connect", "connections_per_s", "Connect storm: connections/s (clients)"),
-        ("connect", "kib_per_conn", "RSS per idle connection, KiB, lower is better (clients)"),
+    panels: list[tuple[tuple[str, ...], str, str]] = [
+        (("fanout", "fanout-redis"), "deliveries_per_s", "Room fan-out: deliveries/s (members)"),
+        (("echo",), "acks_per_s", "Echo with ack: acks/s (clients)"),
+        (("connect",), "connections_per_s", "Connect storm: connections/s (clients)"),
+        (("connect",), "kib_per_conn", "RSS per idle connection, KiB, lower is better (clients)"),
     ]
     colors = {"rooms": "#d95f02", "psio": "#7570b3", "bare": "#999999"}
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
-    for ax, (kind, key, title) in zip(axes.flat, panels, strict=True):
-        chosen = [s for s in scenarios if s.kind == kind]
+    for ax, (kinds, key, title) in zip(axes.flat, panels, strict=True):
+        chosen = [s for s in scenarios if s.kind in kinds]
         width = 0.8 / max(1, len(servers))
         for j, spec in enumerate(servers):
             xs = [i + (j - (len(servers) - 1) / 2) * width for i in range(len(chosen))]
@@ -833,7 +989,8 @@ def plot(
                             va="bottom",
                             fontsize=8,
                         )
-        ax.set_xticks(range(len(chosen)), [f"{s.size:,}" for s in chosen])
+        ticks = [f"{s.size:,}" + ("\n2 processes\n+ Redis" if s.clustered else "") for s in chosen]
+        ax.set_xticks(range(len(chosen)), ticks)
         ax.set_title(title)
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
         ax.grid(axis="y", alpha=0.3)
@@ -967,13 +1124,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         scenarios = sorted(
             (everything[k] for k in wanted),
-            key=lambda s: (["fanout", "echo", "connect"].index(s.kind), s.size),
+            key=lambda s: (KINDS.index(s.kind), s.size),
         )
     if settings.pin and ((os.cpu_count() or 1) < 2 or shutil.which("taskset") is None):
         print("pinning needs 2 CPUs and taskset; running unpinned", file=sys.stderr)
         settings = Settings(**{**settings.__dict__, "pin": False})
     if shutil.which("node") is None:
         print("node is not on PATH", file=sys.stderr)
+        return 2
+    if any(s.clustered for s in scenarios) and shutil.which("redis-server") is None:
+        print(
+            "redis-server is not on PATH (make redis-server), needed by fanout-redis-*",
+            file=sys.stderr,
+        )
         return 2
     nofile = raise_nofile()
     biggest = max(s.size for s in scenarios)
@@ -1002,7 +1165,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "servers": [s.key for s in servers],
         "summary": summarize(runs, scenarios, servers),
         "runs": runs,
-        "todo": [f"{REDIS_FANOUT_TODO.key}: waiting for the Redis broker"],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     # Only a full run (every scenario, every server) is "latest"; others do not clobber it.

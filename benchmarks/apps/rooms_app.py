@@ -1,15 +1,23 @@
 """The benchmark app on rooms: ``join``, ``echo`` and ``fanout``, all acknowledged.
 
 Run by ``benchmarks/run.py`` as ``uvicorn rooms_app:app --app-dir benchmarks/apps ...``.
+With ``ROOMS_BENCH_BROKER`` set (a broker URL such as ``redis://127.0.0.1:6379/0``) the
+process joins a cluster: ``fanout`` then reaches the room's members on every process.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import rooms
 
-server = rooms.Server(ping_interval=25, ping_timeout=20, max_payload=1_000_000)
+server = rooms.Server(
+    ping_interval=25,
+    ping_timeout=20,
+    max_payload=1_000_000,
+    broker=os.environ.get("ROOMS_BENCH_BROKER") or None,
+)
 
 
 @server.on("join")
