@@ -30,6 +30,7 @@ from rooms.handshake import Handshake
 from rooms.middleware import RoomsMiddleware
 from rooms.namespace import Namespace, ParentNamespace
 from rooms.operators import BroadcastOperator
+from rooms.recovery import Recovery
 from rooms.server import Server
 from rooms.socket import Socket
 
@@ -51,6 +52,7 @@ __all__ = [
     "ParentNamespace",
     "PayloadTooLarge",
     "ProtocolError",
+    "Recovery",
     "RemoteSocket",
     "RoomsError",
     "RoomsMiddleware",

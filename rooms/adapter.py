@@ -18,16 +18,19 @@ __all__ = ["ALL", "Adapter", "BroadcastOptions"]
 
 if TYPE_CHECKING:
     from rooms.namespace import Namespace
+    from rooms.recovery.store import StoredPacket
     from rooms.socket import Socket
 
 
 class Adapter:
-    __slots__ = ("nsp", "rooms", "sids")
+    __slots__ = ("captures", "nsp", "rooms", "sids")
 
     def __init__(self, nsp: Namespace) -> None:
         self.nsp = nsp
         self.rooms: dict[str, set[str]] = {}
         self.sids: dict[str, set[str]] = {}
+        # Recoveries in progress: each sees every stored packet delivered meanwhile.
+        self.captures: list[list[StoredPacket]] = []
 
     # ------------------------------------------------------------------ room index
 
@@ -97,8 +100,14 @@ class Adapter:
 
     # ------------------------------------------------------------------ fan-out
 
-    def deliver(self, frames: list[Frame], opts: BroadcastOptions) -> int:
-        """Queue pre-encoded frames on every recipient; returns how many were reached."""
+    def deliver(
+        self, frames: list[Frame], opts: BroadcastOptions, stored: StoredPacket | None = None
+    ) -> int:
+        """Queue pre-encoded frames on every recipient; returns how many were reached.
+        ``stored`` is the packet as the recovery log has it, for recoveries in progress."""
+        if stored is not None:
+            for capture in self.captures:
+                capture.append(stored)
         sockets = self.nsp.sockets
         volatile = opts.volatile
         reached = 0

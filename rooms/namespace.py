@@ -24,6 +24,7 @@ from rooms.operators import BroadcastOperator, room_set
 from rooms.protocol import cluster as wire
 from rooms.protocol import engineio
 from rooms.protocol import socketio as sio
+from rooms.recovery.store import RECOVERABLE, Restored, SavedSession, StoredPacket
 from rooms.socket import Socket
 
 if TYPE_CHECKING:
@@ -211,16 +212,22 @@ class Namespace(_Handlers):
         socket = Socket(self, conn, secrets.token_urlsafe(15), auth)
         registry = self._registry
         admitted = False
+        restored, capture = await self._recover(socket, auth)
         try:
-            for middleware in registry.middlewares:
-                outcome = middleware(socket)
-                if inspect.isawaitable(outcome):
-                    await outcome
+            recovery = self.server.recovery
+            if restored is None or (recovery is not None and not recovery.skip_middlewares):
+                for middleware in registry.middlewares:
+                    outcome = middleware(socket)
+                    if inspect.isawaitable(outcome):
+                        await outcome
             if conn.session.closed:
                 return
             # In the index before the connect handler runs, so it can join rooms.
-            self.sockets[socket.id] = socket
-            self.adapter.add_all(socket.id, (socket.id,))
+            if restored is not None and restored.session.sid not in self.sockets:
+                self._resume(socket, restored, capture)
+            else:
+                self.sockets[socket.id] = socket
+                self.adapter.add_all(socket.id, (socket.id,))
             admitted = True
             handler = registry.connect
             if handler is not None:
@@ -239,6 +246,8 @@ class Namespace(_Handlers):
             return
         finally:
             conn.connecting.discard(self.name)
+            if capture is not None and capture in self.adapter.captures:
+                self.adapter.captures.remove(capture)
         if conn.session.closed:
             self._forget(socket)
             return
@@ -252,6 +261,55 @@ class Namespace(_Handlers):
         socket._send_packet(sio.Packet(sio.PacketType.CONNECT, self.name, reply))
         if pending:
             socket._write(pending)
+
+    # ------------------------------------------------------------------ recovery
+
+    async def _recover(
+        self, socket: Socket, auth: dict[str, Any]
+    ) -> tuple[Restored | None, list[StoredPacket] | None]:
+        """With recovery on: a pid for the socket, and the session its ``auth`` names (with
+        what it missed) if there is one. Packets delivered while the store answers are
+        captured, so none falls between the store's answer and the socket's return."""
+        store = self.server.store
+        if store is None:
+            return None, None
+        socket.pid = secrets.token_urlsafe(15)
+        pid, offset = auth.get("pid"), auth.get("offset")
+        if not (isinstance(pid, str) and isinstance(offset, str)):
+            return None, None
+        capture: list[StoredPacket] = []
+        self.adapter.captures.append(capture)
+        try:
+            restored = await store.restore(self.name, pid, offset)
+        except Exception:
+            logger.exception("restoring session %s failed; a fresh socket instead", pid)
+            restored = None
+        if restored is None:
+            self.adapter.captures.remove(capture)
+            return None, None
+        return restored, capture
+
+    def _resume(
+        self, socket: Socket, restored: Restored, capture: list[StoredPacket] | None
+    ) -> None:
+        """Make ``socket`` the one that dropped (id, pid, data, rooms) and queue what it
+        missed, in order, ahead of anything newer. Synchronous: nothing can slip between."""
+        session = restored.session
+        socket.id, socket.pid = session.sid, session.pid
+        socket.data = dict(session.data)
+        socket.recovered = True
+        rooms = session.rooms | {session.sid}
+        missed = list(restored.missed)
+        if capture:
+            self.adapter.captures.remove(capture)
+            seen = {packet.offset for packet in missed}
+            missed += [p for p in capture if p.offset not in seen and p.reaches(rooms)]
+        self.sockets[socket.id] = socket
+        self.adapter.add_all(socket.id, rooms)
+        frames = [frame for packet in missed for frame in packet.frames()]
+        if frames:
+            # Before the CONNECT reply: the client holds events until its socket connects.
+            socket.session.send_many(frames, len(frames), False)
 
     def _refuse(
         self, conn: Connection, socket: Socket, admitted: bool, payload: dict[str, Any]
@@ -321,6 +379,10 @@ class Namespace(_Handlers):
     def remove(self, socket: Socket, reason: str) -> None:
         """A socket left: run the disconnect handler with its rooms intact, then forget it."""
         self.sockets.pop(socket.id, None)
+        if socket.pid is not None and reason in RECOVERABLE and self.server.store is not None:
+            rooms = frozenset(self.adapter.socket_rooms(socket.id))
+            session = SavedSession(socket.id, socket.pid, rooms, dict(socket.data))
+            self.server._keep_session(self.name, session)
         handler = self._registry.disconnect
         if handler is None:
             self._forget(socket)

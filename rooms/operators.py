@@ -14,6 +14,7 @@ from rooms.protocol import cluster as wire
 from rooms.protocol import engineio
 from rooms.protocol import socketio as sio
 from rooms.protocol.cluster import BroadcastOptions
+from rooms.recovery.store import StoredPacket
 
 if TYPE_CHECKING:
     from rooms.cluster.node import Node
@@ -86,10 +87,17 @@ class BroadcastOperator:
         Returns when the frames have been handed to the transports (or queued for a slow
         client's own writer) and to the broker; it never waits on a slow client.
         """
-        nsp = self._nsp
+        nsp, opts = self._nsp, self._opts
         text, attachments = sio.encode_event_parts(nsp.name, event, args)
-        packet = wire.Broadcast(self._opts, text, tuple(attachments))
-        nsp.adapter.deliver(packet.frames, self._opts)
+        parts = tuple(attachments)
+        store, stored = nsp.server.store, None
+        if store is not None and not opts.volatile:  # logged for connection state recovery
+            offset = await store.append(nsp.name, opts, text, parts)
+            stored = StoredPacket(offset, opts, text, parts)
+        packet = wire.Broadcast(
+            opts, text, parts, offset=stored.offset if stored is not None else None
+        )
+        nsp.adapter.deliver(packet.frames, opts, stored)
         node = self._node()
         if node is not None:
             await node.publish(nsp.name, packet)

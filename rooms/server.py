@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar, overload
 
+import anyio
+
 from rooms._types import Clock, Receive, Scope, Send
 from rooms.brokers import Broker, broker_from_url
 from rooms.cluster import Node, RemoteSocket
@@ -18,6 +20,7 @@ from rooms.engine.session import Session
 from rooms.namespace import Namespace, NamespaceMatcher, ParentNamespace
 from rooms.operators import BroadcastOperator
 from rooms.protocol import socketio as sio
+from rooms.recovery import Recovery, SavedSession, Store
 from rooms.socket import Socket
 
 logger = logging.getLogger("rooms")
@@ -68,8 +71,13 @@ class Server:
         heartbeat_interval: float = 5.0,
         heartbeat_timeout: float = 10.0,
         request_timeout: float = 5.0,
+        recovery: Recovery | None = None,
     ) -> None:
         self.ack_timeout = ack_timeout
+        self.recovery = recovery
+        self.store: Store | None = None  # the recovery store, while running
+        self._saving = 0  # recovery sessions being saved
+        self._saved: anyio.Event | None = None
         self.engine = EngineServer(
             on_connect=self._engine_connect,
             on_message=self._engine_message,
@@ -232,7 +240,46 @@ class Server:
         async with self.engine.running() as tg:
             if self.node is not None:
                 await tg.start(self.node.run)
-            yield self
+            if self.recovery is not None:
+                self.store = self.recovery.open_store(self)
+                self._saved = anyio.Event()
+            try:
+                yield self
+            finally:
+                with anyio.CancelScope(shield=True):
+                    # Close sessions while the broker still runs: the sockets' recovery
+                    # sessions are saved on the way (with Redis, for another process).
+                    await self.engine.shutdown()
+                    with anyio.move_on_after(2):
+                        await self.wait_sessions_saved()
+                    if self.store is not None:
+                        await self.store.close()
+                        self.store = None
+
+    async def wait_sessions_saved(self) -> None:
+        """Wait until the recovery sessions of sockets that dropped so far are saved."""
+        while self._saving and self._saved is not None:
+            await self._saved.wait()
+
+    def _keep_session(self, nsp: str, session: SavedSession) -> None:
+        """Save a dropped socket's session for recovery, in the background."""
+        store = self.store
+        if store is None:
+            return
+        self._saving += 1
+
+        async def save() -> None:
+            try:
+                await store.save(nsp, session)
+            except Exception:
+                logger.exception("saving the session of %s for recovery failed", session.sid)
+            finally:
+                self._saving -= 1
+                if not self._saving and self._saved is not None:
+                    self._saved.set()
+                    self._saved = anyio.Event()
+
+        self.spawn(save)
 
     async def shutdown(self) -> None:
         """Close every connection with reason "server shutting down"."""

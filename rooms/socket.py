@@ -15,6 +15,7 @@ from rooms.handshake import Handshake
 from rooms.operators import BroadcastOperator, room_set
 from rooms.protocol import engineio
 from rooms.protocol import socketio as sio
+from rooms.recovery.store import StoredPacket
 
 if TYPE_CHECKING:
     from rooms.connection import Connection
@@ -91,7 +92,17 @@ class Socket:
     async def emit(self, event: str, *args: Any, volatile: bool = False) -> None:
         """Send ``event`` with ``args`` to this client. Bytes anywhere travel as binary."""
         self._check_connected()
-        frames = [engineio.message_frame(f) for f in sio.encode_event(self.nsp.name, event, args)]
+        store = self.nsp.server.store
+        if store is None or volatile:
+            frames = [
+                engineio.message_frame(f) for f in sio.encode_event(self.nsp.name, event, args)
+            ]
+        else:  # logged, with an offset, for connection state recovery
+            text, attachments = sio.encode_event_parts(self.nsp.name, event, args)
+            parts = tuple(attachments)
+            opts = BroadcastOptions(rooms=frozenset((self.id,)))
+            offset = await store.append(self.nsp.name, opts, text, parts)
+            frames = StoredPacket(offset, opts, text, parts).frames()
         await self._write_now(frames, volatile)
 
     async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:

@@ -18,6 +18,7 @@ from rooms.exceptions import ProtocolError
 from rooms.protocol import cluster as wire
 from rooms.protocol import socketio as sio
 from rooms.protocol.engineio import message_frame
+from rooms.recovery.store import StoredPacket
 
 if TYPE_CHECKING:
     from rooms.cluster.node import Node
@@ -101,8 +102,13 @@ class _Handlers:
             self._broadcast_with_ack(message, body, body.request_id)
             return
         nsp = self._nsp(message.nsp)
+        stored = None
+        store = self.node.server.store
+        if store is not None and body.offset is not None:
+            stored = StoredPacket(body.offset, body.opts, body.text, body.attachments)
+            store.received(message.nsp, stored)
         if nsp is not None:
-            nsp.adapter.deliver(body.frames, body.opts)
+            nsp.adapter.deliver(body.frames, body.opts, stored)
 
     def _broadcast_with_ack(self, message: wire.Message, body: wire.Broadcast, rid: str) -> None:
         node, requester, name = self.node, message.uid, message.nsp

@@ -143,6 +143,7 @@ class Node:
         self.server = server
         self.broker = broker
         self.uid = new_uid()
+        self.prefix = prefix
         self.channel, self.node_channel = channels(prefix)
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout

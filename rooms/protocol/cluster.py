@@ -25,7 +25,7 @@ from typing import Any, ClassVar, TypeAlias
 
 from rooms.exceptions import ProtocolError
 from rooms.protocol.engineio import Frame, message_frame
-from rooms.protocol.socketio import dumps, has_binary, join_binary, split_binary
+from rooms.protocol.socketio import append_arg, dumps, has_binary, join_binary, split_binary
 
 
 class MessageType(enum.IntEnum):
@@ -100,11 +100,13 @@ class Broadcast:
     attachments: tuple[bytes, ...] = ()
     request_id: str | None = None
     timeout: float | None = None
+    offset: str | None = None  # connection state recovery's, appended when delivered
 
     @property
     def frames(self) -> list[Frame]:
         """The packet as Engine.IO frames, ready to queue."""
-        return [message_frame(self.text), *self.attachments]
+        text = self.text if self.offset is None else append_arg(self.text, self.offset)
+        return [message_frame(text), *self.attachments]
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +256,8 @@ def _data(body: Body, blobs: list[bytes]) -> dict[str, Any] | None:
         if body.request_id is not None:
             data["requestId"] = body.request_id
             data["timeout"] = body.timeout
+        if body.offset is not None:
+            data["offset"] = body.offset
         return data
     if isinstance(body, InitialHeartbeat | Heartbeat | AdapterClose):
         return None
@@ -368,7 +372,10 @@ def _read_broadcast(data: Any, blobs: list[bytes]) -> Broadcast:
         raise ProtocolError(f"expected a string requestId, got {request_id!r:.60}")
     if timeout is not None and not isinstance(timeout, int | float):
         raise ProtocolError(f"expected a number of seconds in 'timeout', got {timeout!r:.60}")
-    return Broadcast(_read_opts(data), text, tuple(blobs[1:count]), request_id, timeout)
+    offset = data.get("offset")
+    if offset is not None and not isinstance(offset, str):
+        raise ProtocolError(f"expected a string offset, got {offset!r:.60}")
+    return Broadcast(_read_opts(data), text, tuple(blobs[1:count]), request_id, timeout, offset)
 
 
 def _read_details(item: Any, blobs: list[bytes]) -> SocketDetails:

@@ -14,7 +14,9 @@
 //   upgraded  {name, timeout?}                      waits for the websocket transport
 //   state     {name}                                → {connected, id, recovered, transport}
 //   reconnected {name, timeout?}                    → waits for the next connect: state
+//   reconnect {name, url?}                          connects again (to url, if given) → state
 //   engine_close {name}                             cuts the transport (the client reconnects)
+//   close_socket {name}                             socket.disconnect(), the client kept
 //   close     {name}
 "use strict";
 
@@ -179,8 +181,26 @@ const handlers = {
     );
   },
 
+  async reconnect({ name, url, timeout = 10000 }) {
+    // A new connection for the same socket (so it may recover), to `url` if given: the
+    // same client coming back through another process.
+    const entry = client(name);
+    if (url) entry.socket.io.uri = url;
+    const before = entry.connects;
+    entry.socket.connect();
+    return waitFor(entry, timeout, `${name} to reconnect`, () =>
+      entry.connects > before && entry.socket.connected ? state(entry) : undefined,
+    );
+  },
+
   async engine_close({ name }) {
     client(name).socket.io.engine.close();
+    return null;
+  },
+
+  async close_socket({ name }) {
+    // socket.disconnect(), keeping the client (it can reconnect later).
+    client(name).socket.disconnect();
     return null;
   },
 

@@ -1,0 +1,146 @@
+"""The Redis recovery store: sessions and the packet log in Redis, shared by every process,
+so a client that comes back to another process recovers too.
+
+The log of a namespace is a Redis stream; offsets are its entry ids (the process that sends a
+packet adds it, and the id it gets is the offset). It is trimmed by count (``MAXLEN ~``) on
+every add and by age (``MINID ~``) now and then. A session is a key that expires after the
+recovery window, taken with ``GETDEL`` so it is restored at most once. Needs Redis 6.2+.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from rooms._types import Clock
+from rooms.brokers.redis import RedisBroker
+from rooms.protocol.cluster import BroadcastOptions
+from rooms.recovery.store import Restored, SavedSession, StoredPacket
+
+logger = logging.getLogger("rooms.recovery")
+
+_TRIM_EVERY = 256  # adds between two trims by age
+
+
+class RedisStore:
+    def __init__(
+        self,
+        broker: RedisBroker,
+        prefix: str,
+        clock: Clock,
+        max_disconnection_duration: float,
+        max_packets: int,
+    ) -> None:
+        self.broker = broker
+        self.prefix = prefix
+        self.clock = clock
+        self.max_age = max_disconnection_duration
+        self.max_packets = max_packets
+        self._adds = 0
+
+    def _log_key(self, nsp: str) -> str:
+        return f"{self.prefix}#recovery#log#{nsp}"
+
+    def _session_key(self, pid: str) -> str:
+        return f"{self.prefix}#recovery#session#{pid}"
+
+    async def append(
+        self, nsp: str, opts: BroadcastOptions, text: str, attachments: tuple[bytes, ...]
+    ) -> str:
+        fields: dict[str, Any] = {
+            "r": json.dumps(sorted(opts.rooms)),
+            "x": json.dumps(sorted(opts.except_rooms)),
+            "t": text,
+            "n": len(attachments),
+        }
+        for i, blob in enumerate(attachments):
+            fields[f"a{i}"] = blob
+        key, limit = self._log_key(nsp), self.max_packets
+        self._adds += 1
+        trim = self._adds % _TRIM_EVERY == 0
+        oldest = f"{int(_now_ms() - self.max_age * 1000)}-0"
+
+        async def add(client: Any) -> Any:
+            entry = await client.xadd(key, fields, maxlen=limit, approximate=True)
+            if trim:
+                await client.xtrim(key, minid=oldest, approximate=True)
+            return entry
+
+        entry = await self.broker.execute(add)
+        return entry.decode() if isinstance(entry, bytes) else str(entry)
+
+    def received(self, nsp: str, packet: StoredPacket) -> None:
+        pass  # the sender added it to the shared stream
+
+    async def save(self, nsp: str, session: SavedSession) -> None:
+        try:
+            value = json.dumps(
+                {
+                    "nsp": nsp,
+                    "sid": session.sid,
+                    "rooms": sorted(session.rooms),
+                    "data": session.data,
+                }
+            )
+        except (TypeError, ValueError) as exc:
+            logger.warning(
+                "socket %s: socket.data is not JSON-able (%s); it cannot be recovered",
+                session.sid,
+                exc,
+            )
+            return
+        key, ttl = self._session_key(session.pid), max(1, int(self.max_age * 1000))
+        await self.broker.execute(lambda client: client.set(key, value, px=ttl))
+
+    async def restore(self, nsp: str, pid: str, offset: str) -> Restored | None:
+        key, log = self._session_key(pid), self._log_key(nsp)
+
+        async def take(client: Any) -> tuple[Any, Any, Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.getdel(key)
+                pipe.xrange(log, offset, offset, count=1)
+                pipe.xrange(log, f"({offset}", "+")
+                return tuple(await pipe.execute())
+
+        try:
+            raw, at_offset, entries = await self.broker.execute(take)
+        except Exception as exc:  # a malformed offset is a ResponseError: a fresh socket
+            logger.info("recovery of %s failed: %r; a fresh socket instead", pid, exc)
+            return None
+        if raw is None or not at_offset:
+            return None
+        try:
+            saved = json.loads(raw)
+            if saved.get("nsp") != nsp:
+                return None
+            session = SavedSession(
+                str(saved["sid"]), pid, frozenset(saved["rooms"]), dict(saved["data"] or {})
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("session %s in Redis is unreadable (%r)", pid, exc)
+            return None
+        missed = []
+        for entry_id, fields in entries:
+            packet = _packet(entry_id, fields)
+            if packet.reaches(session.rooms):
+                missed.append(packet)
+        return Restored(session, missed)
+
+    async def close(self) -> None:
+        pass  # the broker owns the connection
+
+
+def _packet(entry_id: bytes | str, fields: dict[bytes, bytes]) -> StoredPacket:
+    count = int(fields[b"n"])
+    return StoredPacket(
+        entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
+        BroadcastOptions(frozenset(json.loads(fields[b"r"])), frozenset(json.loads(fields[b"x"]))),
+        fields[b"t"].decode(),
+        tuple(fields[f"a{i}".encode()] for i in range(count)),
+    )
+
+
+def _now_ms() -> float:
+    return time.time() * 1000  # stream ids are wall-clock milliseconds (Redis's clock, ~ours)
