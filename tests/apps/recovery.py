@@ -97,14 +97,16 @@ async def wait_gone(request: Request) -> PlainTextResponse:
 
 
 async def health(request: Request) -> PlainTextResponse:
-    peers = request.query_params.get("peers")
-    if peers is not None and server.node is not None:
-        await server.node.wait_for_peers(int(peers), timeout=10)
-    if request.query_params.get("ready") and server.node is not None:
-        broker: Any = server.node.broker
-        with anyio.fail_after(20):
-            await broker.wait_ready()
     return PlainTextResponse("ok")
+
+
+async def cluster(request: Request) -> JSONResponse:
+    """``/cluster?peers=N``: answers once N other processes are known (as the cluster app)."""
+    assert server.node is not None
+    peers = request.query_params.get("peers")
+    if peers is not None:
+        await server.node.wait_for_peers(int(peers), timeout=10)
+    return JSONResponse({"uid": server.node.uid})
 
 
 async def middleware_log(request: Request) -> JSONResponse:
@@ -117,6 +119,7 @@ app = Starlette(
         Route("/cut", cut),
         Route("/gone", wait_gone),
         Route("/health", health),
+        Route("/cluster", cluster),
         Route("/middleware", middleware_log),
     ],
     middleware=[Middleware(rooms.RoomsMiddleware, server=server)],

@@ -43,10 +43,10 @@ class ProcessCluster:
         self.tmp_path = tmp_path
         self.servers: list[LiveServer] = []
 
-    def start(self, count: int) -> None:
+    def start(self, count: int, app: str = APP) -> None:
         env = {"ROOMS_BROKER": self.redis.url}
         for _ in range(count):
-            self.servers.append(start_server(self.kind, APP, self.tmp_path, env=env))
+            self.servers.append(start_server(self.kind, app, self.tmp_path, env=env))
         self.wait_formed()
 
     def wait_formed(self, alive: list[int] | None = None, ready: bool = False) -> None:
@@ -266,3 +266,52 @@ def wait_for_workers(url: str, process: subprocess.Popen[bytes], log_path: Path)
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)  # the port is not listening yet; not test synchronisation
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+@pytest.fixture(params=list(SERVERS))
+def recovering(
+    request: pytest.FixtureRequest, redis: RedisServer, tmp_path: Path
+) -> Iterator[ProcessCluster]:
+    """Three processes of the recovery test app, sharing sessions and the log in Redis."""
+    cluster = ProcessCluster(redis, str(request.param), tmp_path)
+    try:
+        cluster.start(3, app="tests.apps.recovery:app")
+        yield cluster
+    finally:
+        cluster.stop()
+    assert "Traceback" not in cluster.logs(), cluster.logs()
+
+
+def test_a_client_recovers_on_another_process(recovering: ProcessCluster, js: JsDriver) -> None:
+    a, b, c = (server.url for server in recovering.servers)
+    sid = js.connect("ada", a, "websocket", auth={"name": "ada", "rooms": ["news"]})["id"]
+    get_json(f"{b}/burst?room=news&sid={sid}&start=0&stop=10")  # sent from another process
+    assert ticks(js.events("ada", 20)) == interleaved(0, 10)
+
+    get_json_or_text(f"{a}/cut?sid={sid}")  # process a drops it and saves its session
+    assert js.events("ada", 1)[0][0] == "disconnect"
+    get_json(f"{c}/burst?room=news&sid={sid}&start=10&stop=40")  # while away
+
+    state = js.request("reconnect", name="ada", url=b)  # back through process b
+    assert state == {**state, "connected": True, "id": sid, "recovered": True}
+    assert ticks(js.events("ada", 60)) == interleaved(10, 40)
+    (me,) = js.call("ada", "whoami")
+    assert me["rooms"] == ["news"] and me["data"] == {"name": "ada"}
+    assert me["node"] == recovering.uid(1)
+
+
+def ticks(events: list[tuple[str, list[Any]]]) -> list[tuple[str, Any]]:
+    assert all(isinstance(args[-1], str) for _, args in events)  # each with its offset
+    return [(event, args[0]) for event, args in events]
+
+
+def interleaved(start: int, stop: int) -> list[tuple[str, int]]:
+    return [pair for n in range(start, stop) for pair in (("tick", n), ("private", n))]
+
+
+def get_json_or_text(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.read().decode()
