@@ -224,7 +224,8 @@ class Namespace(_Handlers):
                 return
             # In the index before the connect handler runs, so it can join rooms.
             if restored is not None and restored.session.sid not in self.sockets:
-                self._resume(socket, restored, capture)
+                if not await self._resume(socket, restored, capture or []):
+                    return  # the connection closed during the replay
             else:
                 self.sockets[socket.id] = socket
                 self.adapter.add_all(socket.id, (socket.id,))
@@ -289,27 +290,40 @@ class Namespace(_Handlers):
             return None, None
         return restored, capture
 
-    def _resume(
-        self, socket: Socket, restored: Restored, capture: list[StoredPacket] | None
-    ) -> None:
-        """Make ``socket`` the one that dropped (id, pid, data, rooms) and queue what it
-        missed, in order, ahead of anything newer. Synchronous: nothing can slip between."""
+    async def _resume(
+        self, socket: Socket, restored: Restored, capture: list[StoredPacket]
+    ) -> bool:
+        """Make ``socket`` the one that dropped (id, pid, data) and send what it missed, in
+        order, then put it back in its rooms. The replay waits for room in the outbox (it
+        may be long); meanwhile newer packets keep being captured and are replayed after,
+        once each. Joining the rooms happens with nothing left to replay and no await in
+        between, so a live packet can neither overtake the replay nor go missing."""
         session = restored.session
         socket.id, socket.pid = session.sid, session.pid
         socket.data = dict(session.data)
         socket.recovered = True
         rooms = session.rooms | {session.sid}
-        missed = list(restored.missed)
-        if capture:
+        out = socket.session
+        pending = list(restored.missed)
+        seen = {packet.offset for packet in pending}
+        taken = 0  # how much of the capture has been looked at
+        while True:
+            for packet in pending:
+                # Before the CONNECT reply: the client holds events until its socket connects.
+                frames = packet.frames()
+                if not await out.wait_room(len(frames)) or not out.send_many(frames, len(frames)):
+                    return False
+            newer = [p for p in capture[taken:] if p.offset not in seen and p.reaches(rooms)]
+            taken = len(capture)
+            if not newer:
+                break
+            seen.update(p.offset for p in newer)
+            pending = newer
+        if capture in self.adapter.captures:
             self.adapter.captures.remove(capture)
-            seen = {packet.offset for packet in missed}
-            missed += [p for p in capture if p.offset not in seen and p.reaches(rooms)]
         self.sockets[socket.id] = socket
         self.adapter.add_all(socket.id, rooms)
-        frames = [frame for packet in missed for frame in packet.frames()]
-        if frames:
-            # Before the CONNECT reply: the client holds events until its socket connects.
-            socket.session.send_many(frames, len(frames), False)
+        return True
 
     def _refuse(
         self, conn: Connection, socket: Socket, admitted: bool, payload: dict[str, Any]

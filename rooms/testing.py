@@ -105,6 +105,7 @@ class TestClient:
         self.sid: str | None = None
         self.open_packet: dict[str, Any] = {}
         self.namespaces: dict[str, str] = {}  # namespace -> socket id
+        self.pids: dict[str, str] = {}  # namespace -> pid, with connection state recovery
         self.handlers: dict[str, Callable[..., Any]] = {}
         self.disconnected = anyio.Event()
         self.close_code: int | None = None
@@ -308,6 +309,8 @@ class TestClient:
             data = reply.data if isinstance(reply.data, dict) else {"message": reply.data}
             raise ConnectionRefused(data.get("message", ""), data.get("data"))
         self.namespaces[namespace] = reply.data["sid"]
+        if "pid" in reply.data:
+            self.pids[namespace] = str(reply.data["pid"])
         return str(reply.data["sid"])
 
     async def disconnect(self, namespace: str = "/") -> None:

@@ -56,16 +56,21 @@ class Carrier(Protocol):
     async def flush(self) -> None:
         """Send what is queued from the calling task, unless another task is flushing."""
 
+    async def drain(self) -> None:
+        """Send what is queued from the calling task, which holds ``session.flushing``."""
+
 
 class Session:
     """An Engine.IO session. Handed to callbacks; constructed only by the engine."""
 
     __slots__ = (
         "_outbox",
+        "_room",
         "_waiter",
         "awaiting_pong",
         "carrier",
         "close_reason",
+        "dispatching",
         "dropped",
         "engine",
         "flushing",
@@ -102,8 +107,12 @@ class Session:
         # The websocket writer, once the session is on a websocket.
         self.carrier: Carrier | None = None
         self.flushing = False
+        # The websocket reader holds ``flushing`` while it dispatches a message: a producer
+        # inside that dispatch must send for itself (nobody else will while it waits).
+        self.dispatching = False
         self._outbox: list[Frame] = []
         self._waiter: anyio.Event | None = None  # a long-poll GET waiting for frames
+        self._room: anyio.Event | None = None  # a producer waiting for the outbox to drain
 
     def __repr__(self) -> str:
         return f"<Session {self.sid} {self.transport} {self.state.value}>"
@@ -192,6 +201,8 @@ class Session:
         """Take every queued frame (the caller sends them and owns the list)."""
         frames = self._outbox
         self._outbox = []
+        if self._room is not None:
+            self._made_room()
         return frames
 
     def swap(self, spare: list[Frame]) -> list[Frame]:
@@ -199,7 +210,29 @@ class Session:
         (the websocket drain reuses two lists instead of allocating one per flush)."""
         frames = self._outbox
         self._outbox = spare
+        if self._room is not None:
+            self._made_room()
         return frames
+
+    def _made_room(self) -> None:
+        room, self._room = self._room, None
+        if room is not None:
+            room.set()
+
+    async def wait_room(self, count: int) -> bool:
+        """Wait until ``count`` more frames fit in the outbox; False if the session closes
+        first. For producers of long runs (a recovery's replay) that must not overflow it."""
+        while len(self._outbox) + count > self.max_outbox:
+            if self.closed:
+                return False
+            carrier = self.carrier
+            if self.dispatching and carrier is not None:
+                await carrier.drain()
+                continue
+            if self._room is None:
+                self._room = anyio.Event()
+            await self._room.wait()
+        return not self.closed
 
     async def next_frames(self) -> list[Frame]:
         """For a long-poll GET: wait for queued frames and take them all.
@@ -240,6 +273,7 @@ class Session:
         self.state = State.CLOSING
         self.close_reason = reason
         self.wake()
+        self._made_room()  # a waiting producer learns it is closed
         if self.carrier is not None and not self.flushing:
             self.carrier.kick()
         self.engine._session_closed(self, reason)
@@ -252,4 +286,5 @@ class Session:
             self.state = State.CLOSED
             self._outbox = []
             self.wake()
+            self._made_room()
             self.engine._session_finished(self)

@@ -369,6 +369,7 @@ async def _run(engine: EngineServer, session: Session, receive: Receive, send: S
             held = not session.flushing  # else another task is sending: it takes our output
             if held:
                 session.flushing = True  # what this dispatch queues, this task sends
+                session.dispatching = True
             try:
                 if text is not None:
                     pending = engine.dispatch_message(session, text)
@@ -381,6 +382,7 @@ async def _run(engine: EngineServer, session: Session, receive: Receive, send: S
             finally:
                 if held:
                     session.flushing = False
+                    session.dispatching = False
             if session.closed:
                 break
     except Exception as exc:  # a failed send: the peer is gone

@@ -1,0 +1,173 @@
+"""Connection state recovery stores, memory and Redis, held to the same rules; and a large
+replay in process. (The real socket.io-client drives it in tests/test_recovery_js.py.)"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+import rooms
+from rooms.brokers.redis import RedisBroker
+from rooms.protocol.cluster import BroadcastOptions
+from rooms.recovery import MemoryStore, SavedSession, Store
+from rooms.recovery.redis import RedisStore
+from rooms.testing import Lifespan, TestClient
+
+pytestmark = pytest.mark.anyio
+
+NEWS = BroadcastOptions(rooms=frozenset({"news"}))
+SPORT = BroadcastOptions(rooms=frozenset({"sport"}))
+ALL_BUT_NEWS = BroadcastOptions(except_rooms=frozenset({"news"}))
+ADA = SavedSession("sid-ada", "pid-ada", frozenset({"sid-ada", "news"}), {"name": "ada"})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+StoreFactory = Callable[[float, int], Any]  # (max age, max packets) -> async CM of a Store
+
+
+@pytest.fixture(params=["memory", "redis"])
+def open_store(request: pytest.FixtureRequest) -> StoreFactory:
+    @asynccontextmanager
+    async def memory(max_age: float, max_packets: int) -> AsyncIterator[Store]:
+        yield MemoryStore(Clock(), max_age, max_packets)
+
+    @asynccontextmanager
+    async def redis(max_age: float, max_packets: int) -> AsyncIterator[Store]:
+        url = request.getfixturevalue("redis_url")
+        prefix = f"test-{uuid.uuid4().hex}"  # keys of its own
+        async with RedisBroker(url) as broker:
+            yield RedisStore(broker, prefix, Clock(), max_age, max_packets)
+
+    return memory if request.param == "memory" else redis
+
+
+async def test_a_restore_returns_the_session_and_what_it_missed_in_order(
+    open_store: StoreFactory,
+) -> None:
+    async with open_store(60, 1000) as store:
+        seen = await store.append("/", NEWS, '2["tick",0]', ())
+        await store.save("/", ADA)
+        sent = [
+            await store.append("/", NEWS, '2["tick",1]', ()),
+            await store.append("/", SPORT, '2["score",1]', ()),  # not ada's room
+            await store.append("/", ALL_BUT_NEWS, '2["promo"]', ()),  # ada is excluded
+            await store.append("/", BroadcastOptions(), '2["all"]', ()),
+            await store.append("/", NEWS, '51-["pic",{"_placeholder":true,"num":0}]', (b"\x00",)),
+        ]
+        restored = await store.restore("/", "pid-ada", seen)
+        assert restored is not None
+        assert restored.session == ADA
+        missed = restored.missed
+        assert [p.offset for p in missed] == [sent[0], sent[3], sent[4]]
+        assert missed[2].attachments == (b"\x00",)
+        # The offset travels as the last argument of each replayed event.
+        assert missed[0].frames()[0] == f'42["tick",1,"{sent[0]}"]'
+
+
+async def test_a_session_is_restored_once(open_store: StoreFactory) -> None:
+    async with open_store(60, 1000) as store:
+        offset = await store.append("/", NEWS, '2["tick",0]', ())
+        await store.save("/", ADA)
+        assert await store.restore("/", "pid-ada", offset) is not None
+        assert await store.restore("/", "pid-ada", offset) is None
+
+
+@pytest.mark.parametrize("pid, offset", [("pid-ada", "0-1"), ("pid-ada", "bogus"), ("nope", None)])
+async def test_an_unknown_session_or_offset_restores_nothing(
+    open_store: StoreFactory, pid: str, offset: str | None
+) -> None:
+    async with open_store(60, 1000) as store:
+        real = await store.append("/", NEWS, '2["tick",0]', ())
+        await store.save("/", ADA)
+        assert await store.restore("/", pid, offset or real) is None
+
+
+async def test_a_session_is_restored_only_in_its_namespace(open_store: StoreFactory) -> None:
+    async with open_store(60, 1000) as store:
+        offset = await store.append("/admin", NEWS, '2["tick",0]', ())
+        await store.save("/", ADA)
+        assert await store.restore("/admin", "pid-ada", offset) is None
+
+
+async def test_past_the_log_bound_the_oldest_packets_go_and_their_offsets_restore_nothing(
+    open_store: StoreFactory,
+) -> None:
+    async with open_store(60, 10) as store:
+        first = await store.append("/", NEWS, '2["tick",0]', ())
+        for n in range(1, 500):
+            last = await store.append("/", NEWS, f'2["tick",{n}]', ())
+        await store.save("/", ADA)
+        assert await store.restore("/", "pid-ada", first) is None  # trimmed: a fresh socket
+        await store.save("/", ADA)
+        restored = await store.restore("/", "pid-ada", last)
+        assert restored is not None and restored.missed == []
+
+
+async def test_memory_sessions_and_packets_expire_after_the_window() -> None:
+    clock = Clock()
+    store = MemoryStore(clock, 120, 1000)
+    offset = await store.append("/", NEWS, '2["tick",0]', ())
+    await store.save("/", ADA)
+    clock.now += 121
+    assert await store.restore("/", "pid-ada", offset) is None
+    await store.save("/", ADA)
+    clock.now += 60
+    assert await store.restore("/", "pid-ada", offset) is None  # the packet aged out
+
+
+async def test_redis_sessions_expire_after_the_window(redis_url: str) -> None:
+    async with RedisBroker(redis_url) as broker:
+        store = RedisStore(broker, "expiry", Clock(), 120, 1000)
+        await store.save("/", ADA)
+        ttl = await broker.execute(lambda client: client.pttl("expiry#recovery#session#pid-ada"))
+        assert 110_000 < ttl <= 120_000  # Redis forgets it by itself
+
+
+# --------------------------------------------------------------------------- in process
+
+
+async def test_ten_thousand_missed_packets_are_replayed_in_order() -> None:
+    server = rooms.Server(recovery=rooms.Recovery(max_packets=20_000))
+    app = rooms.RoomsMiddleware(None, server=server)
+
+    gone = anyio.Event()
+
+    @server.on("connect")
+    async def connect(socket: rooms.Socket, auth: dict[str, Any]) -> None:
+        if not socket.recovered:
+            await socket.join("news")
+
+    @server.on("disconnect")
+    def disconnect(socket: rooms.Socket, reason: str) -> None:
+        assert reason == "transport close"
+        gone.set()
+
+    async with Lifespan(app):
+        async with TestClient(app, lifespan=False) as first:
+            sid = await first.connect()
+            await server.to("news").emit("tick", -1)
+            _, args = await first.receive()
+            pid = first.pids["/"]
+            offset = args[-1]
+        # The websocket closed: "transport close", a recoverable reason.
+        with anyio.fail_after(5):
+            await gone.wait()
+            await server.wait_sessions_saved()
+        for n in range(10_000):
+            await server.to("news").emit("tick", n)
+        async with TestClient(app, lifespan=False) as again:
+            assert await again.connect(auth={"pid": pid, "offset": offset}) == sid
+            got = [(await again.receive())[1][0] for _ in range(10_000)]
+        assert got == list(range(10_000))
