@@ -27,6 +27,7 @@ from rooms.exceptions import (
     RoomsError,
 )
 from rooms.handshake import Handshake
+from rooms.mailbox import Mailbox, MailboxFull
 from rooms.middleware import RoomsMiddleware
 from rooms.namespace import Namespace, ParentNamespace
 from rooms.operators import BroadcastOperator
@@ -47,6 +48,8 @@ __all__ = [
     "Emitter",
     "EngineServer",
     "Handshake",
+    "Mailbox",
+    "MailboxFull",
     "Namespace",
     "Node",
     "ParentNamespace",

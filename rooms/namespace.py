@@ -262,6 +262,9 @@ class Namespace(_Handlers):
         socket._send_packet(sio.Packet(sio.PacketType.CONNECT, self.name, reply))
         if pending:
             socket._write(pending)
+        mailbox = self.server.mailbox
+        if mailbox is not None:
+            mailbox._socket_ready(socket)
 
     # ------------------------------------------------------------------ recovery
 
@@ -393,6 +396,8 @@ class Namespace(_Handlers):
     def remove(self, socket: Socket, reason: str) -> None:
         """A socket left: run the disconnect handler with its rooms intact, then forget it."""
         self.sockets.pop(socket.id, None)
+        if self.server.mailbox is not None:
+            self.server.mailbox._socket_gone(socket)
         if socket.pid is not None and reason in RECOVERABLE and self.server.store is not None:
             rooms = frozenset(self.adapter.socket_rooms(socket.id))
             session = SavedSession(socket.id, socket.pid, rooms, dict(socket.data))

@@ -17,6 +17,7 @@ from rooms.cluster.relay import Relay
 from rooms.connection import Connection
 from rooms.engine.server import EngineServer, serve_lifespan
 from rooms.engine.session import Session
+from rooms.mailbox import NEW_MAIL, Mailbox
 from rooms.namespace import Namespace, NamespaceMatcher, ParentNamespace
 from rooms.operators import BroadcastOperator
 from rooms.protocol import socketio as sio
@@ -72,9 +73,11 @@ class Server:
         heartbeat_timeout: float = 10.0,
         request_timeout: float = 5.0,
         recovery: Recovery | None = None,
+        mailbox: Mailbox | None = None,
     ) -> None:
         self.ack_timeout = ack_timeout
         self.recovery = recovery
+        self.mailbox = mailbox
         self.store: Store | None = None  # the recovery store, while running
         self._saving = 0  # recovery sessions being saved
         self._saved: anyio.Event | None = None
@@ -97,6 +100,8 @@ class Server:
         self._namespaces: dict[str, Namespace] = {}
         self._parents: list[ParentNamespace] = []
         self.main = self.of("/")
+        if mailbox is not None:
+            self.of(mailbox.namespace).on_server_event(NEW_MAIL)(mailbox._notified)
         self.node: Node | None = None
         if broker is not None:
             self.node = Node(
@@ -243,6 +248,8 @@ class Server:
             if self.recovery is not None:
                 self.store = self.recovery.open_store(self)
                 self._saved = anyio.Event()
+            if self.mailbox is not None:
+                self.mailbox._bind_server(self)
             try:
                 yield self
             finally:
@@ -255,6 +262,8 @@ class Server:
                     if self.store is not None:
                         await self.store.close()
                         self.store = None
+                    if self.mailbox is not None:
+                        self.mailbox._unbind()
 
     async def wait_sessions_saved(self) -> None:
         """Wait until the recovery sessions of sockets that dropped so far are saved."""

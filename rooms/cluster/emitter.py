@@ -20,6 +20,7 @@ from typing import Any
 from rooms.brokers import Broker, broker_from_url
 from rooms.cluster.node import EMITTER_UID, channels
 from rooms.exceptions import BrokerError
+from rooms.mailbox import Mailbox
 from rooms.operators import room_set
 from rooms.protocol import cluster as wire
 from rooms.protocol import socketio as sio
@@ -42,11 +43,20 @@ class Emitter:
     """
 
     def __init__(
-        self, broker: Broker | str, *, namespace: str = "/", cluster_prefix: str = "rooms"
+        self,
+        broker: Broker | str,
+        *,
+        namespace: str = "/",
+        cluster_prefix: str = "rooms",
+        mailbox: Mailbox | None = None,
     ) -> None:
         broker = broker_from_url(broker) if isinstance(broker, str) else broker
         self._link = _Link(broker, channels(cluster_prefix)[0])
         self.namespace = namespace
+        self.prefix = cluster_prefix
+        self.mailbox = mailbox
+        """With a :class:`~rooms.Mailbox` (its bounds as the servers'), ``emitter.mailbox.send``
+        keeps mail (in Redis) and tells the servers."""
 
     @property
     def broker(self) -> Broker:
@@ -55,9 +65,13 @@ class Emitter:
     async def __aenter__(self) -> Emitter:
         await self._link.broker.__aenter__()
         self._link.open = True
+        if self.mailbox is not None:
+            self.mailbox._bind_emitter(self, self.prefix)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        if self.mailbox is not None:
+            self.mailbox._unbind()
         self._link.open = False
         await self._link.broker.__aexit__(*exc_info)
 

@@ -315,3 +315,49 @@ def interleaved(start: int, stop: int) -> list[tuple[str, int]]:
 def get_json_or_text(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=30) as response:
         return response.read().decode()
+
+
+# --------------------------------------------------------------------------- mailbox
+
+MAILBOX_APP = "tests.apps.mailbox:app"
+
+
+@pytest.fixture(params=list(SERVERS))
+def mailing(
+    request: pytest.FixtureRequest, redis: RedisServer, tmp_path: Path
+) -> Iterator[ProcessCluster]:
+    cluster = ProcessCluster(redis, str(request.param), tmp_path)
+    try:
+        cluster.start(3, app=MAILBOX_APP)
+        yield cluster
+    finally:
+        cluster.stop()
+    assert "Traceback" not in cluster.logs(), cluster.logs()
+
+
+def test_mail_waits_for_its_user_through_a_restart_of_every_process(
+    mailing: ProcessCluster, js: JsDriver
+) -> None:
+    ids = get_json(f"{mailing.servers[0].url}/send?user=u1&start=0&stop=3")  # u1 is offline
+    mailing.stop()  # every server process goes; Redis stays
+    mailing.servers = []
+    mailing.start(3, app=MAILBOX_APP)
+    a, b, c = (server.url for server in mailing.servers)
+    ids += get_json(f"{c}/send?user=u1&start=3&stop=5")
+    assert ids == sorted(ids)  # ids sort in sending order
+
+    # A client that takes the first message and leaves without acking it...
+    js.connect("lazy", b, "websocket", auth={"user": "u1"})
+    assert js.events("lazy", 1) == [("note", [{"n": 0}, ids[0]])]
+    js.request("close", name="lazy")
+
+    # ...and one that acks: everything, oldest first, the first one again.
+    js.connect("u1", a, "websocket", auth={"user": "u1"}, answers={"note": "ok"})
+    assert js.events("u1", 5) == [("note", [{"n": n}, ids[n]]) for n in range(5)]
+    assert get_json(f"{a}/status?user=u1&acked=5") == {"waiting": 0, "acked": 5}
+
+    # Acked mail is not delivered again: the next connection gets only what is new.
+    js.request("close", name="u1")
+    js.connect("again", c, "websocket", auth={"user": "u1"}, answers={"note": "ok"})
+    (new_id,) = get_json(f"{b}/send?user=u1&start=5&stop=6")  # delivered live, via c
+    assert js.events("again", 1) == [("note", [{"n": 5}, new_id])]

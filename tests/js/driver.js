@@ -5,7 +5,8 @@
 // {"id": <command id>, "ok": true, "result": ...} or {"id", "ok": false, "error": "..."}.
 // Every wait is for an event, bounded by the command's timeout (ms). Commands:
 //
-//   connect   {name, url, mode?, auth?, options?}  → {id, transport, recovered}
+//   connect   {name, url, mode?, auth?, options?, answers?}  → {id, transport, recovered}
+//             answers: {event: value}, acked from the start
 //   call      {name, event, args?, timeout?}        → the ack's arguments
 //   emit      {name, event, args?}
 //   answer    {name, event, value}                  acks every later `event` with `value`
@@ -99,7 +100,7 @@ function waitFor(entry, ms, what, ready) {
 }
 
 const handlers = {
-  async connect({ name, url, mode = "default", auth, options = {} }) {
+  async connect({ name, url, mode = "default", auth, options = {}, answers = {} }) {
     const socket = io(url, {
       forceNew: true,
       reconnection: false,
@@ -115,6 +116,13 @@ const handlers = {
       record(entry, event, args);
     });
     socket.on("disconnect", (reason) => record(entry, "disconnect", [reason]));
+    for (const [event, value] of Object.entries(answers)) {
+      // Registered before connecting: events may come with the CONNECT (mail, replays).
+      socket.on(event, (...args) => {
+        const ack = args[args.length - 1];
+        if (typeof ack === "function") ack(value);
+      });
+    }
     socket.on("connect", () => {
       entry.connects += 1;
       for (const wake of entry.waiters.splice(0)) wake();
