@@ -171,3 +171,46 @@ async def test_ten_thousand_missed_packets_are_replayed_in_order() -> None:
             assert await again.connect(auth={"pid": pid, "offset": offset}) == sid
             got = [(await again.receive())[1][0] for _ in range(10_000)]
         assert got == list(range(10_000))
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_broadcasts_from_an_emitter_are_recovered_too(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("redis_url") if backend == "redis" else f"memory://{uuid.uuid4()}"
+    prefix = f"test-{uuid.uuid4().hex}"
+    recovery = rooms.Recovery()
+    server = rooms.Server(broker=url, cluster_prefix=prefix, recovery=recovery)
+    app = rooms.RoomsMiddleware(None, server=server)
+    gone = anyio.Event()
+
+    @server.on("connect")
+    async def connect(socket: rooms.Socket, auth: dict[str, Any]) -> None:
+        if not socket.recovered:
+            await socket.join("news")
+
+    @server.on("disconnect")
+    def disconnect(socket: rooms.Socket, reason: str) -> None:
+        gone.set()
+
+    async with (
+        Lifespan(app),
+        rooms.Emitter(url, cluster_prefix=prefix, recovery=recovery) as emitter,
+        TestClient(app, lifespan=False) as observer,  # stays: shows what reached the server
+    ):
+        await observer.connect()
+        async with TestClient(app, lifespan=False) as first:
+            sid = await first.connect()
+            await emitter.to("news").emit("tick", 0)
+            _, (_, offset) = await first.receive()
+            pid = first.pids["/"]
+        with anyio.fail_after(5):
+            await gone.wait()
+            await server.wait_sessions_saved()
+        await emitter.to("news").emit("tick", 1)  # while away
+        await emitter.to("news").emit("tick", 2)
+        assert [(await observer.receive())[1][0] for _ in range(3)] == [0, 1, 2]
+        async with TestClient(app, lifespan=False) as again:
+            assert await again.connect(auth={"pid": pid, "offset": offset}) == sid
+            got = [await again.receive() for _ in range(2)]
+        assert [(event, args[:-1]) for event, args in got] == [("tick", [1]), ("tick", [2])]

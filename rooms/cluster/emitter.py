@@ -14,8 +14,11 @@ for answers: no acks, no ``fetch_sockets``.
 from __future__ import annotations
 
 import dataclasses
+import secrets
 from collections.abc import Iterable
 from typing import Any
+
+import anyio
 
 from rooms.brokers import Broker, broker_from_url
 from rooms.cluster.node import EMITTER_UID, channels
@@ -24,6 +27,7 @@ from rooms.mailbox import Mailbox
 from rooms.operators import room_set
 from rooms.protocol import cluster as wire
 from rooms.protocol import socketio as sio
+from rooms.recovery import Recovery
 
 
 @dataclasses.dataclass
@@ -49,6 +53,7 @@ class Emitter:
         namespace: str = "/",
         cluster_prefix: str = "rooms",
         mailbox: Mailbox | None = None,
+        recovery: Recovery | None = None,
     ) -> None:
         broker = broker_from_url(broker) if isinstance(broker, str) else broker
         self._link = _Link(broker, channels(cluster_prefix)[0])
@@ -57,6 +62,11 @@ class Emitter:
         self.mailbox = mailbox
         """With a :class:`~rooms.Mailbox` (its bounds as the servers'), ``emitter.mailbox.send``
         keeps mail (in Redis) and tells the servers."""
+        self.recovery = recovery
+        """The servers' :class:`~rooms.Recovery` settings, when they run connection state
+        recovery: broadcasts get offsets and are logged (in the Redis stream, or by each
+        server's memory store), so a client that is away meanwhile gets them on recovery."""
+        self._offsets = _Offsets()
 
     @property
     def broker(self) -> Broker:
@@ -113,12 +123,45 @@ class Emitter:
         """Call every server's ``on_server_event(event)`` handler (no answers)."""
         await self._publish(wire.ServerSideEmit([event, *args]))
 
+    async def _offset(
+        self, opts: wire.BroadcastOptions, text: str, parts: tuple[bytes, ...]
+    ) -> str:
+        """Where recovery will find this broadcast: a Redis stream entry (the servers share
+        the stream), or an offset of our own that each server's memory store logs."""
+        from rooms.brokers.redis import RedisBroker
+
+        broker, recovery = self._link.broker, self.recovery
+        if isinstance(broker, RedisBroker) and recovery is not None:
+            from rooms.recovery.redis import RedisStore
+
+            store = RedisStore(
+                broker,
+                self.prefix,
+                anyio.current_time,
+                recovery.max_disconnection_duration,
+                recovery.max_packets,
+            )
+            return await store.append(self.namespace, opts, text, parts)
+        return self._offsets.next()
+
     async def _publish(self, body: wire.Body) -> None:
         link = self._link
         if not link.open:
             raise BrokerError("expected an open emitter (async with emitter), got a closed one")
         message = wire.Message(EMITTER_UID, self.namespace, body)
         await link.broker.publish(link.channel, wire.encode(message))
+
+
+class _Offsets:
+    """Offsets an emitter stamps itself (for servers with memory recovery stores)."""
+
+    def __init__(self) -> None:
+        self.prefix = secrets.token_hex(4)
+        self.count = 0
+
+    def next(self) -> str:
+        self.count += 1
+        return f"{self.prefix}-{self.count:x}"
 
 
 class EmitterOperator:
@@ -147,8 +190,12 @@ class EmitterOperator:
 
     async def emit(self, event: str, *args: Any) -> None:
         """Send ``event`` to the selected sockets, wherever they are connected."""
-        text, attachments = sio.encode_event_parts(self._emitter.namespace, event, args)
-        await self._emitter._publish(wire.Broadcast(self._opts, text, tuple(attachments)))
+        emitter = self._emitter
+        text, attachments = sio.encode_event_parts(emitter.namespace, event, args)
+        parts, offset = tuple(attachments), None
+        if emitter.recovery is not None and not self._opts.volatile:
+            offset = await emitter._offset(self._opts, text, parts)
+        await emitter._publish(wire.Broadcast(self._opts, text, parts, offset=offset))
 
     async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
         await self._emitter._publish(wire.SocketsJoin(self._opts, room_set(*rooms)))
