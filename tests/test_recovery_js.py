@@ -136,3 +136,24 @@ def test_a_bad_pid_or_offset_gets_a_fresh_socket_and_no_error(
     for auth in ({"pid": "nope", "offset": "nope"}, {"pid": 7, "offset": None}):
         state = js.connect(f"fo-{auth['pid']}", server.url, "websocket", auth=auth)
         assert state["connected"] is True and state["recovered"] is False
+
+
+@pytest.mark.parametrize("cut", ["client", "server"])
+@pytest.mark.parametrize("mode", ["websocket", "polling"])
+def test_a_cut_mid_stream_loses_nothing_and_doubles_nothing(
+    server: LiveServer, js: JsDriver, cut: str, mode: str
+) -> None:
+    sid = js.connect("flo", server.url, mode, auth={"name": "flo", "rooms": ["live"]})["id"]
+    get(f"{server.url}/stream?room=live&sid={sid}&count=150&every=4")
+    before = received(js, "flo", 30)  # the stream is flowing
+    if cut == "client":
+        js.request("engine_close", name="flo")
+        get(f"{server.url}/gone?sid={sid}")
+    else:
+        get(f"{server.url}/cut?sid={sid}")
+    assert js.request("disconnected", name="flo")["connected"] is False
+    assert js.request("reconnect", name="flo")["recovered"] is True
+    # Whatever reached flo before the cut, then all the rest: each once, in order.
+    got = [e for e in js.events("flo", 300 - 30 + 1, timeout=15000) if e[0] != "disconnect"]
+    after = [(event, args[0]) for event, args in got]
+    assert before + after == interleaved(0, 150)

@@ -80,6 +80,22 @@ async def burst(request: Request) -> JSONResponse:
     return JSONResponse({"sent": int(q["stop"]) - int(q["start"])})
 
 
+async def stream(request: Request) -> JSONResponse:
+    """``/stream?room=r&sid=s&count=n&every=ms``: like /burst, but in the background, one
+    pair every ``every`` ms (load, not synchronisation), so a cut lands mid-stream."""
+    q = request.query_params
+    room, sid, count, every = q["room"], q["sid"], int(q["count"]), float(q["every"]) / 1000
+
+    async def run() -> None:
+        for n in range(count):
+            await server.to(room).emit("tick", n)
+            await server.to(sid).emit("private", n, b"\x00\x01")
+            await anyio.sleep(every)
+
+    server.spawn(run)
+    return JSONResponse({"streaming": count})
+
+
 async def cut(request: Request) -> PlainTextResponse:
     """``/cut?sid=s``: the server closes the client's transport (reason "forced close")."""
     socket = server.main.sockets[request.query_params["sid"]]
@@ -117,6 +133,7 @@ app = Starlette(
     routes=[
         Route("/burst", burst),
         Route("/cut", cut),
+        Route("/stream", stream),
         Route("/gone", wait_gone),
         Route("/health", health),
         Route("/cluster", cluster),

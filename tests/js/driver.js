@@ -15,6 +15,7 @@
 //   upgraded  {name, timeout?}                      waits for the websocket transport
 //   state     {name}                                → {connected, id, recovered, transport}
 //   reconnected {name, timeout?}                    → waits for the next connect: state
+//   disconnected {name, timeout?}                   waits until the socket is disconnected
 //   reconnect {name, url?}                          connects again (to url, if given) → state
 //   engine_close {name}                             cuts the transport (the client reconnects)
 //   close_socket {name}                             socket.disconnect(), the client kept
@@ -187,6 +188,14 @@ const handlers = {
     return waitFor(entry, timeout, `${name} to reconnect`, () =>
       entry.connects > before && entry.socket.connected ? state(entry) : undefined,
     );
+  },
+
+  async disconnected({ name, timeout = 10000 }) {
+    const entry = client(name);
+    if (!entry.socket.connected) return state(entry);
+    return within(timeout, `${name} to disconnect`, (resolve) => {
+      entry.socket.once("disconnect", () => resolve(state(entry)));
+    });
   },
 
   async reconnect({ name, url, timeout = 10000 }) {
