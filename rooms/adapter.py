@@ -98,6 +98,10 @@ class Adapter:
         sockets = self.nsp.sockets
         return [sockets[sid] for sid in self.select(opts) if sid in sockets]
 
+    def stop_capture(self, capture: list[StoredPacket]) -> None:
+        # By identity: two captures with the same packets are equal lists.
+        self.captures = [c for c in self.captures if c is not capture]
+
     # ------------------------------------------------------------------ fan-out
 
     def deliver(

@@ -15,6 +15,8 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+import anyio
+
 from rooms.acks import ack_args, ack_value
 from rooms.adapter import ALL, Adapter, BroadcastOptions
 from rooms.cluster.remote import RemoteSocket
@@ -127,9 +129,43 @@ class Namespace(_Handlers):
         self.parent = parent
         self._registry = registry or _Registry()
         self._ack_seq = 0
+        self._log_lock: anyio.Lock | None = None
+        self.unlogged = 0  # packets the recovery store failed to log (sent all the same)
 
     def __repr__(self) -> str:
         return f"<Namespace {self.name} sockets={len(self.sockets)}>"
+
+    # ------------------------------------------------------------------ recovery log
+
+    @property
+    def log_lock(self) -> anyio.Lock:
+        """Held from logging a packet to handing it on, so this process sends packets in
+        the order the log has them (a store that awaits could otherwise reorder them)."""
+        if self._log_lock is None:
+            self._log_lock = anyio.Lock()
+        return self._log_lock
+
+    async def log(
+        self, opts: BroadcastOptions, text: str, parts: tuple[bytes, ...]
+    ) -> StoredPacket | None:
+        """Log a packet for connection state recovery; None if there is no store or it
+        failed (the packet is then sent without an offset: live clients still get it)."""
+        store = self.server.store
+        if store is None:
+            return None
+        try:
+            offset = await store.append(self.name, opts, text, parts)
+        except Exception as exc:
+            self.unlogged += 1
+            if self.unlogged == 1 or self.unlogged % 1000 == 0:
+                logger.warning(
+                    "namespace %s: the recovery store failed (%r); %d packet(s) sent unlogged",
+                    self.name,
+                    exc,
+                    self.unlogged,
+                )
+            return None
+        return StoredPacket(offset, opts, text, parts)
 
     def next_ack_id(self) -> int:
         self._ack_seq += 1
@@ -212,8 +248,10 @@ class Namespace(_Handlers):
         socket = Socket(self, conn, secrets.token_urlsafe(15), auth)
         registry = self._registry
         admitted = False
-        restored, capture = await self._recover(socket, auth)
+        restored: Restored | None = None
+        capture: list[StoredPacket] | None = None
         try:
+            restored, capture = await self._recover(socket, auth)
             recovery = self.server.recovery
             if restored is None or (recovery is not None and not recovery.skip_middlewares):
                 for middleware in registry.middlewares:
@@ -221,11 +259,13 @@ class Namespace(_Handlers):
                     if inspect.isawaitable(outcome):
                         await outcome
             if conn.session.closed:
+                self._recovery_lost(restored)
                 return
             # In the index before the connect handler runs, so it can join rooms.
             if restored is not None and restored.session.sid not in self.sockets:
                 if not await self._resume(socket, restored, capture or []):
-                    return  # the connection closed during the replay
+                    self._recovery_lost(restored)  # the connection closed during the replay
+                    return
             else:
                 self.sockets[socket.id] = socket
                 self.adapter.add_all(socket.id, (socket.id,))
@@ -247,10 +287,11 @@ class Namespace(_Handlers):
             return
         finally:
             conn.connecting.discard(self.name)
-            if capture is not None and capture in self.adapter.captures:
-                self.adapter.captures.remove(capture)
+            if capture is not None:
+                self.adapter.stop_capture(capture)
         if conn.session.closed:
             self._forget(socket)
+            self._recovery_lost(restored)
             return
         socket.connected = True
         conn.sockets[self.name] = socket
@@ -285,13 +326,19 @@ class Namespace(_Handlers):
         self.adapter.captures.append(capture)
         try:
             restored = await store.restore(self.name, pid, offset)
-        except Exception:
-            logger.exception("restoring session %s failed; a fresh socket instead", pid)
+        except Exception as exc:
+            logger.warning("restoring session %.40r failed (%r); a fresh socket", pid, exc)
             restored = None
         if restored is None:
-            self.adapter.captures.remove(capture)
+            self.adapter.stop_capture(capture)
             return None, None
         return restored, capture
+
+    def _recovery_lost(self, restored: Restored | None) -> None:
+        """The connection went away before a recovered socket was back: keep its session
+        again (the client still has the same pid and offset, and retries)."""
+        if restored is not None:
+            self.server._keep_session(self.name, restored.session)
 
     async def _resume(
         self, socket: Socket, restored: Restored, capture: list[StoredPacket]
@@ -322,8 +369,7 @@ class Namespace(_Handlers):
                 break
             seen.update(p.offset for p in newer)
             pending = newer
-        if capture in self.adapter.captures:
-            self.adapter.captures.remove(capture)
+        self.adapter.stop_capture(capture)
         self.sockets[socket.id] = socket
         self.adapter.add_all(socket.id, rooms)
         return True
@@ -337,6 +383,9 @@ class Namespace(_Handlers):
         conn.send_packet(sio.Packet(sio.PacketType.CONNECT_ERROR, self.name, payload))
 
     def _forget(self, socket: Socket) -> None:
+        current = self.sockets.get(socket.id)
+        if current is not None and current is not socket:
+            return  # recovered meanwhile (a slow disconnect handler): that id is live again
         self.sockets.pop(socket.id, None)
         self.adapter.del_all(socket.id)
         self._maybe_drop_child()

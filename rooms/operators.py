@@ -90,20 +90,23 @@ class BroadcastOperator:
         nsp, opts = self._nsp, self._opts
         text, attachments = sio.encode_event_parts(nsp.name, event, args)
         parts = tuple(attachments)
-        store, stored = nsp.server.store, None
-        if store is not None and not opts.volatile:  # logged for connection state recovery
-            offset = await store.append(nsp.name, opts, text, parts)
-            stored = StoredPacket(offset, opts, text, parts)
-        packet = wire.Broadcast(
-            opts, text, parts, offset=stored.offset if stored is not None else None
-        )
-        nsp.adapter.deliver(packet.frames, opts, stored)
-        node = self._node()
-        if node is not None:
-            await node.publish(nsp.name, packet)
+        if nsp.server.store is None or opts.volatile:
+            await self._send(wire.Broadcast(opts, text, parts), None)
+        else:  # logged for connection state recovery, and sent in the log's order
+            async with nsp.log_lock:
+                stored = await nsp.log(opts, text, parts)
+                offset = stored.offset if stored is not None else None
+                await self._send(wire.Broadcast(opts, text, parts, offset=offset), stored)
         # Backpressure: return once the flusher has served the recipients, so a loop of
         # emits cannot outrun the sends (a stalled recipient is handed off, never waited on).
         await nsp.server.engine.flusher.wait_flushed()
+
+    async def _send(self, packet: wire.Broadcast, stored: StoredPacket | None) -> None:
+        """Hand a broadcast to this process's recipients, then to the other processes."""
+        self._nsp.adapter.deliver(packet.frames, self._opts, stored)
+        node = self._node()
+        if node is not None:
+            await node.publish(self._nsp.name, packet)
 
     async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
         """Send ``event`` and collect every recipient's ack, on every process.

@@ -15,7 +15,6 @@ from rooms.handshake import Handshake
 from rooms.operators import BroadcastOperator, room_set
 from rooms.protocol import engineio
 from rooms.protocol import socketio as sio
-from rooms.recovery.store import StoredPacket
 
 if TYPE_CHECKING:
     from rooms.connection import Connection
@@ -92,18 +91,22 @@ class Socket:
     async def emit(self, event: str, *args: Any, volatile: bool = False) -> None:
         """Send ``event`` with ``args`` to this client. Bytes anywhere travel as binary."""
         self._check_connected()
-        store = self.nsp.server.store
-        if store is None or volatile:
-            frames = [
-                engineio.message_frame(f) for f in sio.encode_event(self.nsp.name, event, args)
-            ]
-        else:  # logged, with an offset, for connection state recovery
-            text, attachments = sio.encode_event_parts(self.nsp.name, event, args)
-            parts = tuple(attachments)
-            opts = BroadcastOptions(rooms=frozenset((self.id,)))
-            offset = await store.append(self.nsp.name, opts, text, parts)
-            frames = StoredPacket(offset, opts, text, parts).frames()
-        await self._write_now(frames, volatile)
+        nsp = self.nsp
+        if nsp.server.store is None or volatile:
+            frames = [engineio.message_frame(f) for f in sio.encode_event(nsp.name, event, args)]
+            await self._write_now(frames, volatile)
+            return
+        # Logged, with an offset, for connection state recovery, in the log's order.
+        text, attachments = sio.encode_event_parts(nsp.name, event, args)
+        parts = tuple(attachments)
+        async with nsp.log_lock:
+            stored = await nsp.log(BroadcastOptions(rooms=frozenset((self.id,))), text, parts)
+            if stored is not None:
+                frames = stored.frames()
+            else:
+                frames = [engineio.message_frame(text), *parts]
+            self._write(frames)  # queued in the log's order...
+        await self._write_now([], volatile)  # ...and sent from here (outside the lock) if idle
 
     async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
         """Send ``event`` and wait for the client's acknowledgement.

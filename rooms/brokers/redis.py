@@ -45,6 +45,7 @@ T = TypeVar("T")
 
 _BATCH = 512  # messages per pipelined write or per hand-over from the reader
 _CLOSE_GRACE = 2.0  # seconds a closing broker spends sending what is queued
+_COMMAND_TIMEOUT = 5.0  # the longest execute() waits on Redis before TimeoutError
 _POLL = 0.5  # the longest a call into the Redis side waits (see _bridge: calls must be short)
 
 
@@ -541,7 +542,9 @@ class _Link:
             await self.client.aclose()
 
     async def execute(self, func: Callable[[Any], Awaitable[T]]) -> T:
-        return await func(self.client)
+        # Bounded here, on the host loop, where cancelling works (see _bridge).
+        with anyio.fail_after(_COMMAND_TIMEOUT):
+            return await func(self.client)
 
 
 def _text(value: bytes | str) -> str:

@@ -67,6 +67,7 @@ class Emitter:
         recovery: broadcasts get offsets and are logged (in the Redis stream, or by each
         server's memory store), so a client that is away meanwhile gets them on recovery."""
         self._offsets = _Offsets()
+        self._store: Any = None  # the Redis recovery store, made on first use
 
     @property
     def broker(self) -> Broker:
@@ -87,8 +88,14 @@ class Emitter:
 
     def of(self, namespace: str) -> Emitter:
         """The same emitter for another namespace (it shares the broker, open or not)."""
-        view = Emitter(self._link.broker, namespace=namespace)
-        view._link = self._link
+        view = Emitter(
+            self._link.broker,
+            namespace=namespace,
+            cluster_prefix=self.prefix,
+            mailbox=self.mailbox,
+            recovery=self.recovery,
+        )
+        view._link, view._offsets, view._store = self._link, self._offsets, self._store
         return view
 
     def _op(self, opts: wire.BroadcastOptions = wire.ALL) -> EmitterOperator:
@@ -134,14 +141,16 @@ class Emitter:
         if isinstance(broker, RedisBroker) and recovery is not None:
             from rooms.recovery.redis import RedisStore
 
-            store = RedisStore(
-                broker,
-                self.prefix,
-                anyio.current_time,
-                recovery.max_disconnection_duration,
-                recovery.max_packets,
-            )
-            return await store.append(self.namespace, opts, text, parts)
+            if self._store is None:
+                self._store = RedisStore(
+                    broker,
+                    self.prefix,
+                    anyio.current_time,
+                    recovery.max_disconnection_duration,
+                    recovery.max_packets,
+                )
+            offset: str = await self._store.append(self.namespace, opts, text, parts)
+            return offset
         return self._offsets.next()
 
     async def _publish(self, body: wire.Body) -> None:

@@ -129,9 +129,15 @@ async def _get(
 async def _answer_poll(
     engine: EngineServer, session: Session, scope: Scope, send: Send, frames: list[str | bytes]
 ) -> None:
-    if session.state is State.CLOSING or session.state is State.CLOSED:
+    if session.state is State.CLOSED or (session.state is State.CLOSING and not frames):
         frames = [*frames, *session.take(), CLOSE]
         session.finish()
+    elif session.state is State.CLOSING:
+        # Frames to deliver go alone; the CLOSE goes with the next poll (or the session is
+        # reaped if none comes). socket.io-client hands decoded packets to its socket a tick
+        # after reading them, so messages sharing a payload with a CLOSE would reach an
+        # already disconnected socket (and, with recovery, be replayed a second time).
+        engine.heartbeat.reap(session)
     body = encode_payload(frames).encode()
     await respond(send, 200, body, [TEXT_PLAIN, *engine.cors_headers(scope)])
 

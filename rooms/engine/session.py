@@ -59,6 +59,9 @@ class Carrier(Protocol):
     async def drain(self) -> None:
         """Send what is queued from the calling task, which holds ``session.flushing``."""
 
+    def in_reader(self) -> bool:
+        """Whether the calling task is the one reading (and dispatching for) the peer."""
+
 
 class Session:
     """An Engine.IO session. Handed to callbacks; constructed only by the engine."""
@@ -222,12 +225,14 @@ class Session:
     async def wait_room(self, count: int) -> bool:
         """Wait until ``count`` more frames fit in the outbox; False if the session closes
         first. For producers of long runs (a recovery's replay) that must not overflow it."""
+        if count > self.max_outbox:
+            return not self.closed  # no room will ever do: the send overflows, as any would
         while len(self._outbox) + count > self.max_outbox:
             if self.closed:
                 return False
             carrier = self.carrier
-            if self.dispatching and carrier is not None:
-                await carrier.drain()
+            if self.dispatching and self._outbox and carrier is not None and carrier.in_reader():
+                await carrier.drain()  # we are the dispatch holding `flushing`: send ourselves
                 continue
             if self._room is None:
                 self._room = anyio.Event()

@@ -183,6 +183,7 @@ class Pump:
         "close_sent",
         "engine",
         "peer_gone",
+        "reader",
         "scheduled",
         "session",
         "slow",
@@ -200,11 +201,15 @@ class Pump:
         self._done: anyio.Event | None = None
         self._scope: anyio.CancelScope | None = None
         self.peer_gone = False
+        self.reader = 0  # the id of the task reading this websocket
         self.close_sent = False
         self.close_code = CLOSE_NORMAL
         self.scheduled = False  # waiting in the flusher's queue
         self.slow = False  # served by its own writer instead of the flusher
         self._flushed: anyio.Event | None = None  # someone waits for the flush to end
+
+    def in_reader(self) -> bool:
+        return anyio.get_current_task().id == self.reader
 
     def kick(self) -> None:
         if not self.slow and not self.writing and self.engine.flusher.running:
@@ -320,6 +325,7 @@ class Pump:
 
 async def _run(engine: EngineServer, session: Session, receive: Receive, send: Send) -> None:
     pump = Pump(engine, session, send)
+    pump.reader = anyio.get_current_task().id  # this task: see Session.wait_room
     session.carrier = pump
     max_payload = engine.max_payload
     try:

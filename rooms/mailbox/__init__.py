@@ -13,6 +13,7 @@ more until it reconnects. Bounds, per identity: ``max_messages`` (past it ``over
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
@@ -88,6 +89,10 @@ class Mailbox:
         store = self.store
         if store is None:
             raise RoomsError("expected a running server or open emitter for this mailbox")
+        try:
+            json.dumps([event, *args])  # checked here: a bad message must not reach a client
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"expected JSON-able mail arguments, got {exc}") from None
         mail_id = await store.put(identity, event, args)
         if mail_id is None:
             raise MailboxFull(
@@ -181,7 +186,21 @@ class Mailbox:
             wake.set()
 
     async def _deliver(self, socket: Socket, identity: str) -> None:
-        """Send ``identity``'s mail to ``socket`` in order, one ack at a time."""
+        """Send ``identity``'s mail to ``socket`` in order, one ack at a time. A store that
+        fails (Redis away) is retried with backoff; nothing here may take the server down."""
+        backoff = 0.1
+        while socket.connected and self.store is not None:
+            try:
+                await self._deliver_until_idle_or_gone(socket, identity)
+                return
+            except Exception:
+                logger.exception(
+                    "mailbox of %s: delivery to %s failed; retrying", identity, socket.id
+                )
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _deliver_until_idle_or_gone(self, socket: Socket, identity: str) -> None:
         after: str | None = None
         while socket.connected and self.store is not None:
             # Armed before looking, so mail kept meanwhile is not missed.
