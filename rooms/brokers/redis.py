@@ -157,7 +157,10 @@ class RedisBroker:
         finally:
             # Outside the shield: these scopes were entered outside it too (in __aenter__).
             stack, self._stack = self._stack, None
-            await stack.aclose()
+            try:
+                await stack.aclose()
+            finally:
+                self._host = None  # calls now say "closed" instead of reaching a dead loop
 
     async def _final_flush(
         self, out_rx: MemoryObjectReceiveStream[tuple[str, bytes]], writer_done: anyio.Event
@@ -218,10 +221,14 @@ class RedisBroker:
         try:
             with send, receive:
                 if first:
-                    await self._call(self._link.subscribe, channel)
-                    entry.confirmed.set()
+                    try:
+                        await self._call(self._link.subscribe, channel)
+                    finally:
+                        entry.confirmed.set()  # waiters go on either way (and check below)
                 else:
                     await entry.confirmed.wait()
+                    if self._channels.get(channel) is not entry:
+                        raise BrokerError(f"expected Redis to confirm SUBSCRIBE {channel}")
                 yield receive
         finally:
             entry.streams.discard(send)
@@ -331,16 +338,24 @@ class _Link:
         self._errors: tuple[type[BaseException], ...] = (OSError,)
         self._error: BaseException | None = None
         self._closing = False
+        self._sub_client: Any = None
         self._reader: anyio.CancelScope | None = None
         self._reader_done: anyio.Event | None = None
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         aioredis = _import_redis()
+        self._closing, self.ready, self.channels = False, False, set()  # a reopened broker
+        self._inbox.clear()
         self._ready_event = anyio.Event()
         self._errors = (aioredis.RedisError, OSError)
         self._arrived = anyio.Event()
         options = {"socket_connect_timeout": self.connect_timeout, "socket_timeout": 10.0}
         self.client = aioredis.Redis.from_url(self.url, **{**options, **self.options})
+        # The pub/sub connection idles as long as nobody publishes: no read timeout on it
+        # (older redis-py applies socket_timeout to blocking reads too).
+        self._sub_client = aioredis.Redis.from_url(
+            self.url, **{**options, **self.options, "socket_timeout": None}
+        )
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._read_forever)
@@ -371,7 +386,7 @@ class _Link:
     # ------------------------------------------------------------------ reading
 
     async def _connect(self) -> None:
-        self.pubsub = self.client.pubsub()
+        self.pubsub = self._sub_client.pubsub()
         # A subscribe() still waiting keeps its event: this SUBSCRIBE confirms it too.
         for channel in {self.own, *self.channels} - self._confirmed.keys():
             self._confirmed[channel] = anyio.Event()
@@ -538,8 +553,9 @@ class _Link:
             self._reader.cancel()
             await self._reader_done.wait()
         await self._close_pubsub()
-        with contextlib.suppress(*self._errors):  # already gone is fine
-            await self.client.aclose()
+        for client in (self.client, self._sub_client):
+            with contextlib.suppress(*self._errors):  # already gone is fine
+                await client.aclose()
 
     async def execute(self, func: Callable[[Any], Awaitable[T]]) -> T:
         # Bounded here, on the host loop, where cancelling works (see _bridge).

@@ -148,6 +148,13 @@ class Mailbox:
             wake.set()
 
     def _bind_emitter(self, emitter: Emitter, prefix: str) -> None:
+        from rooms.brokers.redis import RedisBroker
+
+        if not isinstance(emitter.broker, RedisBroker):
+            # A memory store here would keep the mail where no server can see it.
+            raise ValueError(
+                f"expected a Redis broker for an emitter's mailbox, got {emitter.broker!r}"
+            )
         self._emitter = emitter
         self.store = self._store_for(emitter.broker, prefix, anyio.current_time)
 

@@ -18,6 +18,14 @@ from rooms.mailbox.store import Mail, Overflow
 logger = logging.getLogger("rooms.mailbox")
 
 
+_PUT_UNLESS_FULL = """
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
+local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[2], 'a', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return id
+"""
+
+
 class RedisMailboxStore:
     def __init__(
         self,
@@ -47,8 +55,10 @@ class RedisMailboxStore:
 
         async def put(client: Any) -> Any:
             await client.xtrim(key, minid=oldest)
-            if reject and await client.xlen(key) >= limit:
-                return None
+            if reject:  # check and add in one step: two senders cannot both squeeze in
+                return await client.eval(
+                    _PUT_UNLESS_FULL, 1, key, limit, fields["e"], fields["a"], ttl
+                )
             async with client.pipeline(transaction=True) as pipe:
                 pipe.xadd(key, fields, maxlen=limit, approximate=False)
                 pipe.pexpire(key, ttl)

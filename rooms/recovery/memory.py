@@ -60,6 +60,7 @@ class MemoryStore:
         while entries and (len(entries) > self.max_packets or entries[0][1] < oldest_kept):
             _, _, packet = entries.popleft()
             positions.pop(packet.offset, None)
+        # (An emptied log stays: its next position must keep counting up.)
 
     async def save(self, nsp: str, session: SavedSession) -> None:
         now = self.clock()

@@ -62,11 +62,16 @@ class RedisStore:
         trim = self._adds % _TRIM_EVERY == 0
         oldest = f"{int(_now_ms() - self.max_age * 1000)}-0"
 
+        ttl = max(1, int(self.max_age * 1000))
+
         async def add(client: Any) -> Any:
-            entry = await client.xadd(key, fields, maxlen=limit, approximate=True)
-            if trim:
-                await client.xtrim(key, minid=oldest, approximate=True)
-            return entry
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.xadd(key, fields, maxlen=limit, approximate=True)
+                pipe.pexpire(key, ttl)  # a namespace gone quiet leaves nothing behind
+                if trim:
+                    pipe.xtrim(key, minid=oldest, approximate=True)
+                results = await pipe.execute()
+            return results[0]
 
         entry = await self.broker.execute(add)
         return entry.decode() if isinstance(entry, bytes) else str(entry)
@@ -107,7 +112,7 @@ class RedisStore:
         try:
             raw, at_offset, entries = await self.broker.execute(take)
         except Exception as exc:  # a malformed offset is a ResponseError: a fresh socket
-            logger.info("recovery of %s failed: %r; a fresh socket instead", pid, exc)
+            logger.info("recovery of %.40r failed: %r; a fresh socket instead", pid, exc)
             return None
         if raw is None or not at_offset:
             return None
@@ -119,7 +124,7 @@ class RedisStore:
                 str(saved["sid"]), pid, frozenset(saved["rooms"]), dict(saved["data"] or {})
             )
         except (ValueError, KeyError, TypeError) as exc:
-            logger.warning("session %s in Redis is unreadable (%r)", pid, exc)
+            logger.warning("session %.40r in Redis is unreadable (%r)", pid, exc)
             return None
         missed = []
         for entry_id, fields in entries:

@@ -137,3 +137,13 @@ def test_a_missing_redis_extra_says_what_to_install(monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(sys.modules, "redis.asyncio", None)
     with pytest.raises(ImportError, match=r'pip install "rooms\[redis\]"'):
         broker_from_url("redis://127.0.0.1:6379/0")
+
+
+async def test_a_closed_broker_can_be_opened_again_and_says_when_closed(redis_url: str) -> None:
+    broker = RedisBroker(redis_url)
+    for _ in range(2):
+        async with broker, broker.subscribe("again") as messages:
+            await broker.publish("again", b"hi")
+            assert await next_message(messages) == b"hi"
+    with pytest.raises(BrokerError, match="expected an open broker"):
+        await broker.execute(lambda client: client.ping())
