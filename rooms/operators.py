@@ -95,6 +95,8 @@ class BroadcastOperator:
         else:  # logged for connection state recovery, and sent in the log's order
             async with nsp.log_lock:
                 stored = await nsp.log(opts, text, parts)
+                if stored is not None and nsp.server.store.delivers:
+                    return  # every process delivers it from the shared log, in its order
                 offset = stored.offset if stored is not None else None
                 await self._send(wire.Broadcast(opts, text, parts, offset=offset), stored)
         # Backpressure: return once the flusher has served the recipients, so a loop of

@@ -21,7 +21,7 @@ from rooms.mailbox import NEW_MAIL, Mailbox
 from rooms.namespace import Namespace, NamespaceMatcher, ParentNamespace
 from rooms.operators import BroadcastOperator
 from rooms.protocol import socketio as sio
-from rooms.recovery import Recovery, SavedSession, Store
+from rooms.recovery import Recovery, SavedSession, Store, StoredPacket
 from rooms.socket import Socket
 
 logger = logging.getLogger("rooms")
@@ -248,6 +248,8 @@ class Server:
             if self.recovery is not None:
                 self.store = self.recovery.open_store(self)
                 self._saved = anyio.Event()
+                if self.store.delivers:
+                    tg.start_soon(self.store.run, lambda: list(self._namespaces), self._deliver)
             if self.mailbox is not None:
                 self.mailbox._bind_server(self)
             try:
@@ -264,6 +266,12 @@ class Server:
                         self.store = None
                     if self.mailbox is not None:
                         self.mailbox._unbind()
+
+    def _deliver(self, nsp: str, packet: StoredPacket) -> None:
+        """A logged packet, from a store that delivers (see recovery.store.Store)."""
+        namespace = self._namespaces.get(nsp)
+        if namespace is not None:
+            namespace.adapter.deliver(packet.frames(), packet.opts, packet)
 
     async def wait_sessions_saved(self) -> None:
         """Wait until the recovery sessions of sockets that dropped so far are saved."""

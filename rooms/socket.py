@@ -92,7 +92,8 @@ class Socket:
         """Send ``event`` with ``args`` to this client. Bytes anywhere travel as binary."""
         self._check_connected()
         nsp = self.nsp
-        if nsp.server.store is None or volatile:
+        store = nsp.server.store
+        if store is None or volatile:
             frames = [engineio.message_frame(f) for f in sio.encode_event(nsp.name, event, args)]
             await self._write_now(frames, volatile)
             return
@@ -101,6 +102,8 @@ class Socket:
         parts = tuple(attachments)
         async with nsp.log_lock:
             stored = await nsp.log(BroadcastOptions(rooms=frozenset((self.id,))), text, parts)
+            if stored is not None and store.delivers:
+                return  # delivered from the shared log, in its order (see Store.delivers)
             if stored is not None:
                 frames = stored.frames()
             else:

@@ -214,3 +214,37 @@ async def test_broadcasts_from_an_emitter_are_recovered_too(
             assert await again.connect(auth={"pid": pid, "offset": offset}) == sid
             got = [await again.receive() for _ in range(2)]
         assert [(event, args[:-1]) for event, args in got] == [("tick", [1]), ("tick", [2])]
+
+
+async def test_with_redis_every_process_delivers_in_the_logs_order(redis_url: str) -> None:
+    """Two processes broadcasting at once: a client sees offsets only ever growing (so a
+    recovery from its last offset can neither repeat nor skip one)."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    servers = [
+        rooms.Server(
+            broker=RedisBroker(redis_url), cluster_prefix=prefix, recovery=rooms.Recovery()
+        )
+        for _ in range(2)
+    ]
+    for server in servers:
+
+        @server.on("connect")
+        async def connect(socket: rooms.Socket, auth: dict[str, Any]) -> None:
+            await socket.join("news")
+
+    apps = [rooms.RoomsMiddleware(None, server=server) for server in servers]
+    async with Lifespan(apps[0]), Lifespan(apps[1]), TestClient(apps[0], lifespan=False) as ada:
+        await ada.connect()
+
+        async def burst(server: rooms.Server, name: str) -> None:
+            for n in range(50):
+                await server.to("news").emit("tick", name, n)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(burst, servers[0], "a")
+            tg.start_soon(burst, servers[1], "b")
+        got = [(await ada.receive())[1] for _ in range(100)]
+    offsets = [tuple(int(part) for part in args[-1].split("-")) for args in got]
+    assert offsets == sorted(offsets) and len(set(offsets)) == 100
+    for name in "ab":  # and each process's own order
+        assert [args[1] for args in got if args[0] == name] == list(range(50))

@@ -204,6 +204,8 @@ class EmitterOperator:
         parts, offset = tuple(attachments), None
         if emitter.recovery is not None and not self._opts.volatile:
             offset = await emitter._offset(self._opts, text, parts)
+            if emitter._store is not None:
+                return  # in the shared Redis log: every server delivers it from there
         await emitter._publish(wire.Broadcast(self._opts, text, parts, offset=offset))
 
     async def sockets_join(self, *rooms: str | Iterable[str]) -> None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import secrets
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from rooms._types import Clock
 from rooms.protocol.cluster import BroadcastOptions
-from rooms.recovery.store import Restored, SavedSession, StoredPacket
+from rooms.recovery.store import Deliver, Restored, SavedSession, StoredPacket
 
 
 @dataclass(slots=True)
@@ -26,6 +27,8 @@ class _Log:
 
 
 class MemoryStore:
+    delivers = False  # senders deliver; each process's log is its own
+
     def __init__(self, clock: Clock, max_disconnection_duration: float, max_packets: int) -> None:
         self.clock = clock
         self.max_age = max_disconnection_duration
@@ -90,6 +93,9 @@ class MemoryStore:
             if packet.reaches(rooms)
         ]
         return Restored(session, missed)
+
+    async def run(self, namespaces: Callable[[], Iterable[str]], deliver: Deliver) -> None:
+        pass
 
     async def close(self) -> None:
         self._logs.clear()

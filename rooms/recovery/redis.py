@@ -9,22 +9,31 @@ recovery window, taken with ``GETDEL`` so it is restored at most once. Needs Red
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
+
+import anyio
 
 from rooms._types import Clock
 from rooms.brokers.redis import RedisBroker
 from rooms.protocol.cluster import BroadcastOptions
-from rooms.recovery.store import Restored, SavedSession, StoredPacket
+from rooms.recovery.store import Deliver, Restored, SavedSession, StoredPacket
 
 logger = logging.getLogger("rooms.recovery")
 
 _TRIM_EVERY = 256  # adds between two trims by age
+_READ_BLOCK_MS = 400  # a blocking XREAD's bound (calls into the broker must stay short)
 
 
 class RedisStore:
+    # Every process reads the shared stream and delivers what it holds, in stream order:
+    # offsets then grow along each client's stream, whichever process sent what.
+    delivers = True
+
     def __init__(
         self,
         broker: RedisBroker,
@@ -133,8 +142,61 @@ class RedisStore:
                 missed.append(packet)
         return Restored(session, missed)
 
+    async def run(self, namespaces: Callable[[], Iterable[str]], deliver: Deliver) -> None:
+        """Read every namespace's stream from now on and deliver its entries in order.
+        Redis away: retried with backoff (senders meanwhile fail to log, and deliver
+        directly, unlogged)."""
+        last: dict[str, str] = {}  # stream key -> the last id handed on
+        names: dict[str, str] = {}
+        backoff = 0.1
+        while True:
+            try:
+                for nsp in namespaces():
+                    key = self._log_key(nsp)
+                    if key not in last:
+                        names[key] = nsp
+                        last[key] = await self._last_id(key)
+                if not last:
+                    await anyio.sleep(_READ_BLOCK_MS / 1000)
+                    continue
+                found = await self.broker.execute(functools.partial(_read, dict(last)))
+                backoff = 0.1
+            except Exception as exc:
+                logger.warning("recovery log reader: %r; retrying in %.1f s", exc, backoff)
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            for raw_key, entries in found or ():
+                key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+                for entry_id, fields in entries:
+                    last[key] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                    try:
+                        packet = _packet(entry_id, fields)
+                    except (KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
+                        logger.warning(
+                            "recovery log %s: entry %r unreadable (%r)", key, entry_id, exc
+                        )
+                        continue
+                    try:
+                        deliver(names[key], packet)
+                    except Exception:
+                        logger.exception(
+                            "delivering %s from the recovery log failed", packet.offset
+                        )
+
+    async def _last_id(self, key: str) -> str:
+        newest = await self.broker.execute(lambda client: client.xrevrange(key, count=1))
+        if not newest:
+            return "0-0"
+        entry_id = newest[0][0]
+        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
     async def close(self) -> None:
         pass  # the broker owns the connection
+
+
+async def _read(streams: dict[str, str], client: Any) -> Any:
+    return await client.xread(streams, count=1000, block=_READ_BLOCK_MS)
 
 
 def _packet(entry_id: bytes | str, fields: dict[bytes, bytes]) -> StoredPacket:

@@ -9,6 +9,7 @@ stamped there) it may log on arrival.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -59,8 +60,22 @@ class Restored:
     missed: list[StoredPacket]
 
 
+Deliver = Callable[[str, StoredPacket], None]
+
+
 class Store(Protocol):
-    """Where sessions and the packet log live. Every method is per namespace (``nsp``)."""
+    """Where sessions and the packet log live. Every method is per namespace (``nsp``).
+
+    ``delivers``: the store hands every logged packet to ``deliver`` itself, in log order,
+    on every process (``run``); senders then only ``append``. A store whose log is shared
+    between processes needs this, or two processes' packets could reach a client in
+    another order than the log's, and a recovery would skip one or repeat one.
+    """
+
+    delivers: bool
+
+    async def run(self, namespaces: Callable[[], Iterable[str]], deliver: Deliver) -> None:
+        """While the server runs: feed ``deliver`` (only if ``delivers``)."""
 
     async def append(
         self, nsp: str, opts: BroadcastOptions, text: str, attachments: tuple[bytes, ...]
