@@ -1,4 +1,5 @@
-"""How long a recovery takes to replay N missed packets, memory and Redis stores.
+"""How long a recovery takes to replay N missed packets, memory and Redis stores; and what
+logging costs live broadcasts (recovery off, memory store, Redis store).
 
     .venv/bin/python benchmarks/recovery_replay.py [--packets 10000] [--rounds 3] [--redis URL]
 
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,43 @@ async def replay_once(packets: int, broker: str | None) -> float:
             return time.perf_counter() - started
 
 
+async def broadcast_once(
+    messages: int, members: int, store: str | None, broker: str | None
+) -> float:
+    """Seconds until ``members`` in-process clients each received ``messages`` broadcasts."""
+    recovery = rooms.Recovery(store=store) if store else None  # type: ignore[arg-type]
+    server = rooms.Server(
+        broker=RedisBroker(broker) if broker else None,
+        recovery=recovery,
+        cluster_prefix=f"bench-{time.time_ns()}",
+    )
+    app = rooms.RoomsMiddleware(None, server=server)
+
+    @server.on("connect")
+    async def connect(sock: rooms.Socket, auth: dict[str, Any]) -> None:
+        await sock.join("news")
+
+    async with Lifespan(app), AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(TestClient(app, lifespan=False, timeout=60))
+            for _ in range(members)
+        ]
+        for client in clients:
+            await client.connect()
+
+        async def drain(client: TestClient) -> None:
+            for _ in range(messages):
+                await client.receive()
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for client in clients:
+                tg.start_soon(drain, client)
+            for n in range(messages):
+                await server.to("news").emit("tick", n, {"pad": "x" * 64})
+        return time.perf_counter() - started
+
+
 def start_redis(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
     binary = shutil.which("redis-server")
     if binary is None:
@@ -110,6 +149,23 @@ def main() -> None:
                     f"{store:>6}: {options.packets} missed packets replayed in "
                     f"{median * 1000:.0f} ms (median of {options.rounds}; "
                     f"{options.packets / median:,.0f} packets/s)",
+                    flush=True,
+                )
+            messages, members = 1000, 100
+            for label, kind, broker in (
+                ("off", None, url),
+                ("memory", "memory", url),
+                ("redis", "redis", url),
+            ):
+                times = [
+                    anyio.run(broadcast_once, messages, members, kind, broker)
+                    for _ in range(options.rounds)
+                ]
+                median = statistics.median(times)
+                print(
+                    f"live broadcasts, recovery {label:>6} (Redis broker): "
+                    f"{messages * members / median:,.0f} deliveries/s "
+                    f"({messages} x {members} members, median of {options.rounds})",
                     flush=True,
                 )
         finally:
