@@ -136,6 +136,17 @@ def start_server(
         time.sleep(0.05)  # polling a port that is not listening yet; not test synchronisation
 
 
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[Any]:
+    """A redis-server of this test's own (a ``RedisServer``), to stop and restart."""
+    from tests.redisserver import RedisServer
+
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server shared by the tests that only need one (fails under CI without)."""

@@ -138,22 +138,35 @@ async def test_redis_sessions_expire_after_the_window(redis_url: str) -> None:
 # --------------------------------------------------------------------------- in process
 
 
+class NewsServer:
+    """A server with recovery whose fresh sockets join "news"; ``gone`` is set when one
+    leaves, and ``reasons`` says why."""
+
+    def __init__(self, **options: Any) -> None:
+        self.server = server = rooms.Server(**options)
+        self.app = rooms.RoomsMiddleware(None, server=server)
+        self.gone = anyio.Event()
+        self.reasons: list[str] = []
+
+        @server.on("connect")
+        async def connect(socket: rooms.Socket, auth: dict[str, Any]) -> None:
+            if not socket.recovered:
+                await socket.join("news")
+
+        @server.on("disconnect")
+        def disconnect(socket: rooms.Socket, reason: str) -> None:
+            self.reasons.append(reason)
+            self.gone.set()
+
+    async def wait_saved(self) -> None:
+        with anyio.fail_after(5):
+            await self.gone.wait()
+            await self.server.wait_sessions_saved()
+
+
 async def test_ten_thousand_missed_packets_are_replayed_in_order() -> None:
-    server = rooms.Server(recovery=rooms.Recovery(max_packets=20_000))
-    app = rooms.RoomsMiddleware(None, server=server)
-
-    gone = anyio.Event()
-
-    @server.on("connect")
-    async def connect(socket: rooms.Socket, auth: dict[str, Any]) -> None:
-        if not socket.recovered:
-            await socket.join("news")
-
-    @server.on("disconnect")
-    def disconnect(socket: rooms.Socket, reason: str) -> None:
-        assert reason == "transport close"
-        gone.set()
-
+    news = NewsServer(recovery=rooms.Recovery(max_packets=20_000))
+    server, app = news.server, news.app
     async with Lifespan(app):
         async with TestClient(app, lifespan=False) as first:
             sid = await first.connect()
@@ -161,10 +174,8 @@ async def test_ten_thousand_missed_packets_are_replayed_in_order() -> None:
             _, args = await first.receive()
             pid = first.pids["/"]
             offset = args[-1]
-        # The websocket closed: "transport close", a recoverable reason.
-        with anyio.fail_after(5):
-            await gone.wait()
-            await server.wait_sessions_saved()
+        await news.wait_saved()
+        assert news.reasons == ["transport close"]  # the websocket closed: recoverable
         for n in range(10_000):
             await server.to("news").emit("tick", n)
         async with TestClient(app, lifespan=False) as again:
@@ -180,19 +191,8 @@ async def test_broadcasts_from_an_emitter_are_recovered_too(
     url = request.getfixturevalue("redis_url") if backend == "redis" else f"memory://{uuid.uuid4()}"
     prefix = f"test-{uuid.uuid4().hex}"
     recovery = rooms.Recovery()
-    server = rooms.Server(broker=url, cluster_prefix=prefix, recovery=recovery)
-    app = rooms.RoomsMiddleware(None, server=server)
-    gone = anyio.Event()
-
-    @server.on("connect")
-    async def connect(socket: rooms.Socket, auth: dict[str, Any]) -> None:
-        if not socket.recovered:
-            await socket.join("news")
-
-    @server.on("disconnect")
-    def disconnect(socket: rooms.Socket, reason: str) -> None:
-        gone.set()
-
+    news = NewsServer(broker=url, cluster_prefix=prefix, recovery=recovery)
+    app = news.app
     async with (
         Lifespan(app),
         rooms.Emitter(url, cluster_prefix=prefix, recovery=recovery) as emitter,
@@ -204,9 +204,7 @@ async def test_broadcasts_from_an_emitter_are_recovered_too(
             await emitter.to("news").emit("tick", 0)
             _, (_, offset) = await first.receive()
             pid = first.pids["/"]
-        with anyio.fail_after(5):
-            await gone.wait()
-            await server.wait_sessions_saved()
+        await news.wait_saved()
         await emitter.to("news").emit("tick", 1)  # while away
         await emitter.to("news").emit("tick", 2)
         assert [(await observer.receive())[1][0] for _ in range(3)] == [0, 1, 2]

@@ -6,6 +6,7 @@ Every broker must pass :func:`rooms.testing.check_broker`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
@@ -38,3 +39,8 @@ class Broker(Protocol):
     async def publish(self, channel: str, message: bytes) -> None: ...
 
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[bytes]]: ...
+
+
+def queue_bound(buffer: int) -> float:
+    """A memory stream's size for a broker's ``buffer`` setting (0 or less: unbounded)."""
+    return buffer if buffer > 0 else math.inf

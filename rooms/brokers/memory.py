@@ -8,7 +8,6 @@ exercise the cluster protocol without a network.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,6 +15,7 @@ import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectSendStream
 
+from rooms.brokers.base import queue_bound
 from rooms.exceptions import BrokerError
 
 logger = logging.getLogger("rooms.brokers")
@@ -70,9 +70,7 @@ class MemoryBroker:
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:
         if not self._open:
             raise BrokerError("expected an open broker (async with broker), got a closed one")
-        send, receive = anyio.create_memory_object_stream[bytes](
-            self.buffer if self.buffer > 0 else math.inf
-        )
+        send, receive = anyio.create_memory_object_stream[bytes](queue_bound(self.buffer))
         subscribers = self.hub.channels.setdefault(channel, set())
         subscribers.add(send)
         self._mine.add(send)

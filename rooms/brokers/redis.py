@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -37,6 +36,7 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from rooms.brokers._bridge import Host, asyncio_host
+from rooms.brokers.base import queue_bound
 from rooms.exceptions import BrokerError
 
 logger = logging.getLogger("rooms.brokers")
@@ -135,9 +135,7 @@ class RedisBroker:
         return self
 
     async def _start_tasks(self, stack: AsyncExitStack) -> AsyncExitStack:
-        out, out_rx = anyio.create_memory_object_stream[tuple[str, bytes]](
-            self.buffer if self.buffer > 0 else math.inf
-        )
+        out, out_rx = anyio.create_memory_object_stream[tuple[str, bytes]](queue_bound(self.buffer))
         self._out, self._out_rx = out, out_rx
         self._writer_done = done = anyio.Event()
         tg = await stack.enter_async_context(anyio.create_task_group())
@@ -210,9 +208,7 @@ class RedisBroker:
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:
         if not self._open:
             raise BrokerError("expected an open broker (async with broker), got a closed one")
-        send, receive = anyio.create_memory_object_stream[bytes](
-            self.buffer if self.buffer > 0 else math.inf
-        )
+        send, receive = anyio.create_memory_object_stream[bytes](queue_bound(self.buffer))
         entry = self._channels.get(channel)
         first = entry is None
         if entry is None:
@@ -445,7 +441,7 @@ class _Link:
             message = await pubsub.get_message(timeout=None)
             if message is None:
                 continue
-            kind, channel = message["type"], _text(message["channel"])
+            kind, channel = message["type"], as_text(message["channel"])
             if kind == "subscribe" and channel == self.own and channel not in self._confirmed:
                 # The client reconnected by itself (its own retries) and resubscribed.
                 self.reconnects += 1
@@ -563,5 +559,6 @@ class _Link:
             return await func(self.client)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def as_text(value: Any) -> str:
+    """A Redis reply (bytes, as redis-py returns them by default) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)

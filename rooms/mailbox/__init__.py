@@ -76,6 +76,7 @@ class Mailbox:
         self._server: Server | None = None
         self._emitter: Emitter | None = None
         self._sockets: dict[str, dict[str, Socket]] = {}  # identity -> sid -> socket
+        self._identity_of: dict[str, str] = {}  # sid -> identity (a disconnect looks it up)
         self._wakes: dict[str, anyio.Event] = {}  # sid -> its delivery loop's wake-up
         self.acked = 0  # messages a client acknowledged (and so removed), on this process
         self._acked_event: anyio.Event | None = None
@@ -182,12 +183,16 @@ class Mailbox:
         if identity is None:
             return
         self._sockets.setdefault(identity, {})[socket.id] = socket
+        self._identity_of[socket.id] = identity
         self._server.spawn(self._deliver, socket, identity)
 
     def _socket_gone(self, socket: Socket) -> None:
-        for identity, sockets in list(self._sockets.items()):
-            if sockets.pop(socket.id, None) is not None and not sockets:
-                del self._sockets[identity]
+        identity = self._identity_of.pop(socket.id, None)
+        if identity is not None:
+            sockets = self._sockets.get(identity, {})
+            sockets.pop(socket.id, None)
+            if not sockets:
+                self._sockets.pop(identity, None)
         wake = self._wakes.pop(socket.id, None)
         if wake is not None:
             wake.set()

@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any
 
-from rooms.brokers.redis import RedisBroker
+from rooms.brokers.redis import RedisBroker, as_text
 from rooms.mailbox.store import Mail, Overflow
 
 logger = logging.getLogger("rooms.mailbox")
@@ -68,7 +68,7 @@ class RedisMailboxStore:
         entry = await self.broker.execute(put)
         if entry is None:
             return None
-        return entry.decode() if isinstance(entry, bytes) else str(entry)
+        return as_text(entry)
 
     async def pending(self, identity: str, after: str | None, limit: int) -> list[Mail]:
         key, oldest = self._key(identity), self._oldest()
@@ -80,7 +80,7 @@ class RedisMailboxStore:
         entries = await self.broker.execute(read)
         found = []
         for entry_id, fields in entries:
-            mail_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            mail_id = as_text(entry_id)
             try:
                 args = tuple(json.loads(fields[b"a"]))
                 found.append(Mail(mail_id, fields[b"e"].decode(), args))

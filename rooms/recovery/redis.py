@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 
 from rooms._types import Clock
-from rooms.brokers.redis import RedisBroker
+from rooms.brokers.redis import RedisBroker, as_text
 from rooms.protocol.cluster import BroadcastOptions
 from rooms.recovery.store import Deliver, Restored, SavedSession, StoredPacket
 
@@ -83,7 +83,7 @@ class RedisStore:
             return results[0]
 
         entry = await self.broker.execute(add)
-        return entry.decode() if isinstance(entry, bytes) else str(entry)
+        return as_text(entry)
 
     def received(self, nsp: str, packet: StoredPacket) -> None:
         pass  # the sender added it to the shared stream
@@ -167,9 +167,9 @@ class RedisStore:
                 backoff = min(backoff * 2, 5.0)
                 continue
             for raw_key, entries in found or ():
-                key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+                key = as_text(raw_key)
                 for entry_id, fields in entries:
-                    last[key] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                    last[key] = as_text(entry_id)
                     try:
                         packet = _packet(entry_id, fields)
                     except (KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
@@ -189,7 +189,7 @@ class RedisStore:
         if not newest:
             return "0-0"
         entry_id = newest[0][0]
-        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        return as_text(entry_id)
 
     async def close(self) -> None:
         pass  # the broker owns the connection
@@ -202,7 +202,7 @@ async def _read(streams: dict[str, str], client: Any) -> Any:
 def _packet(entry_id: bytes | str, fields: dict[bytes, bytes]) -> StoredPacket:
     count = int(fields[b"n"])
     return StoredPacket(
-        entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
+        as_text(entry_id),
         BroadcastOptions(frozenset(json.loads(fields[b"r"])), frozenset(json.loads(fields[b"x"]))),
         fields[b"t"].decode(),
         tuple(fields[f"a{i}".encode()] for i in range(count)),

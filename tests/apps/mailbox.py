@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import rooms
+from tests.apps.common import cluster_route
 
 mailbox = rooms.Mailbox(lambda socket: socket.data.get("user"), ack_timeout=5)
 server = rooms.Server(
@@ -46,14 +47,6 @@ async def status(request: Request) -> JSONResponse:
     return JSONResponse({"waiting": await mailbox.count(q["user"]), "acked": mailbox.acked})
 
 
-async def cluster(request: Request) -> JSONResponse:
-    assert server.node is not None
-    peers = request.query_params.get("peers")
-    if peers is not None:
-        await server.node.wait_for_peers(int(peers), timeout=10)
-    return JSONResponse({"uid": server.node.uid})
-
-
 async def health(request: Request) -> JSONResponse:
     return JSONResponse("ok")
 
@@ -62,7 +55,7 @@ app = Starlette(
     routes=[
         Route("/send", send),
         Route("/status", status),
-        Route("/cluster", cluster),
+        cluster_route(server),
         Route("/health", health),
     ],
     middleware=[Middleware(rooms.RoomsMiddleware, server=server)],

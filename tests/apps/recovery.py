@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 import rooms
+from tests.apps.common import cluster_route
 
 server = rooms.Server(
     broker=os.environ.get("ROOMS_BROKER") or None,
@@ -28,13 +29,13 @@ server = rooms.Server(
     cors_allowed_origins="*",
 )
 gone: dict[str, anyio.Event] = {}
-refused_by_middleware: list[str] = []
+through_middleware: list[str] = []
 
 
 @server.main.use
 def middleware(socket: rooms.Socket) -> None:
     # Skipped for recovered sockets (skip_middlewares defaults to True).
-    refused_by_middleware.append(socket.id)
+    through_middleware.append(socket.id)
 
 
 @server.on("connect")
@@ -116,17 +117,8 @@ async def health(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
-async def cluster(request: Request) -> JSONResponse:
-    """``/cluster?peers=N``: answers once N other processes are known (as the cluster app)."""
-    assert server.node is not None
-    peers = request.query_params.get("peers")
-    if peers is not None:
-        await server.node.wait_for_peers(int(peers), timeout=10)
-    return JSONResponse({"uid": server.node.uid})
-
-
 async def middleware_log(request: Request) -> JSONResponse:
-    return JSONResponse(refused_by_middleware)
+    return JSONResponse(through_middleware)
 
 
 app = Starlette(
@@ -136,7 +128,7 @@ app = Starlette(
         Route("/stream", stream),
         Route("/gone", wait_gone),
         Route("/health", health),
-        Route("/cluster", cluster),
+        cluster_route(server),
         Route("/middleware", middleware_log),
     ],
     middleware=[Middleware(rooms.RoomsMiddleware, server=server)],

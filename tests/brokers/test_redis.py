@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import anyio
 import pytest
@@ -16,15 +15,6 @@ from tests.conftest import free_port
 from tests.redisserver import RedisServer
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own, to stop and restart."""
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 async def next_message(messages: AsyncIterator[bytes], timeout: float = 5) -> bytes:

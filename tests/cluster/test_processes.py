@@ -68,24 +68,24 @@ class ProcessCluster:
 
 
 @pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
+def redis(own_redis: RedisServer) -> RedisServer:
+    return own_redis
 
 
-@pytest.fixture(params=list(SERVERS))
-def processes(
-    request: pytest.FixtureRequest, redis: RedisServer, tmp_path: Path
-) -> Iterator[ProcessCluster]:
-    cluster = ProcessCluster(redis, str(request.param), tmp_path)
+def three_of(app: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ProcessCluster]:
+    """Three processes of ``app`` under the server kind ``request.param``, on one Redis."""
+    cluster = ProcessCluster(request.getfixturevalue("redis"), str(request.param), tmp_path)
     try:
-        cluster.start(3)
+        cluster.start(3, app=app)
         yield cluster
     finally:
         cluster.stop()
     assert "Traceback" not in cluster.logs(), cluster.logs()
+
+
+@pytest.fixture(params=list(SERVERS))
+def processes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ProcessCluster]:
+    yield from three_of(APP, request, tmp_path)
 
 
 @pytest.fixture
@@ -272,17 +272,9 @@ def wait_for_workers(url: str, process: subprocess.Popen[bytes], log_path: Path)
 
 
 @pytest.fixture(params=list(SERVERS))
-def recovering(
-    request: pytest.FixtureRequest, redis: RedisServer, tmp_path: Path
-) -> Iterator[ProcessCluster]:
+def recovering(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ProcessCluster]:
     """Three processes of the recovery test app, sharing sessions and the log in Redis."""
-    cluster = ProcessCluster(redis, str(request.param), tmp_path)
-    try:
-        cluster.start(3, app="tests.apps.recovery:app")
-        yield cluster
-    finally:
-        cluster.stop()
-    assert "Traceback" not in cluster.logs(), cluster.logs()
+    yield from three_of("tests.apps.recovery:app", request, tmp_path)
 
 
 def test_a_client_recovers_on_another_process(recovering: ProcessCluster, js: JsDriver) -> None:
@@ -291,7 +283,7 @@ def test_a_client_recovers_on_another_process(recovering: ProcessCluster, js: Js
     get_json(f"{b}/burst?room=news&sid={sid}&start=0&stop=10")  # sent from another process
     assert ticks(js.events("ada", 20)) == interleaved(0, 10)
 
-    get_json_or_text(f"{a}/cut?sid={sid}")  # process a drops it and saves its session
+    get_text(f"{a}/cut?sid={sid}")  # process a drops it and saves its session
     assert js.events("ada", 1)[0][0] == "disconnect"
     get_json(f"{c}/burst?room=news&sid={sid}&start=10&stop=40")  # while away
 
@@ -312,9 +304,9 @@ def interleaved(start: int, stop: int) -> list[tuple[str, int]]:
     return [pair for n in range(start, stop) for pair in (("tick", n), ("private", n))]
 
 
-def get_json_or_text(url: str) -> Any:
+def get_text(url: str) -> str:
     with urllib.request.urlopen(url, timeout=30) as response:
-        return response.read().decode()
+        return str(response.read().decode())
 
 
 # --------------------------------------------------------------------------- mailbox
@@ -323,16 +315,8 @@ MAILBOX_APP = "tests.apps.mailbox:app"
 
 
 @pytest.fixture(params=list(SERVERS))
-def mailing(
-    request: pytest.FixtureRequest, redis: RedisServer, tmp_path: Path
-) -> Iterator[ProcessCluster]:
-    cluster = ProcessCluster(redis, str(request.param), tmp_path)
-    try:
-        cluster.start(3, app=MAILBOX_APP)
-        yield cluster
-    finally:
-        cluster.stop()
-    assert "Traceback" not in cluster.logs(), cluster.logs()
+def mailing(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ProcessCluster]:
+    yield from three_of(MAILBOX_APP, request, tmp_path)
 
 
 def test_mail_waits_for_its_user_through_a_restart_of_every_process(
