@@ -8,20 +8,28 @@ The namespace ``/`` is implicit on the wire.
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from rooms.exceptions import ProtocolError
+from rooms.protocol import jsontext
+from rooms.protocol.limits import MAX_SAFE_INTEGER, Limits, safe_integer
 
 # Event names the client library keeps for itself; a peer may not send them as events.
 RESERVED_EVENTS = frozenset(
     {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
 )
 
-dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-"""Compact JSON, as JavaScript's ``JSON.stringify`` writes it."""
+dumps = jsontext.dumps
+"""Compact JSON, as JavaScript's ``JSON.stringify`` writes it (no NaN, no infinities)."""
+
+MAX_ENCODE_DEPTH = 256
+"""How deep the binary walk of outgoing data goes (JSON itself is bounded by the
+interpreter's recursion limit); past it, encoding raises ``ValueError``."""
+
+_DEFAULT_LIMITS = Limits()
+MAX_SAFE_INTEGER_TEXT = f"{MAX_SAFE_INTEGER:,}"
 
 
 class PacketType(enum.IntEnum):
@@ -49,33 +57,41 @@ class Packet:
 # ----------------------------------------------------------------------------- encoding
 
 
-def has_binary(value: Any) -> bool:
+def _too_deep() -> ValueError:
+    return ValueError(f"expected data nested at most {MAX_ENCODE_DEPTH} deep, got deeper")
+
+
+def has_binary(value: Any, _depth: int = 0) -> bool:
     """Whether ``value`` holds bytes anywhere (lists, tuples and dict values searched)."""
     if isinstance(value, bytes | bytearray | memoryview):
         return True
+    if _depth > MAX_ENCODE_DEPTH:
+        raise _too_deep()
     if isinstance(value, list | tuple):
-        return any(has_binary(v) for v in value)
+        return any(has_binary(v, _depth + 1) for v in value)
     if isinstance(value, dict):
-        return any(has_binary(v) for v in value.values())
+        return any(has_binary(v, _depth + 1) for v in value.values())
     return False
 
 
-def split_binary(value: Any, buffers: list[bytes]) -> Any:
+def split_binary(value: Any, buffers: list[bytes], _depth: int = 0) -> Any:
     """``value`` with every bytes object replaced by ``{"_placeholder": true, "num": n}``;
     the bytes are appended to ``buffers`` (``n`` is the index there)."""
     if isinstance(value, bytes | bytearray | memoryview):
         buffers.append(bytes(value))
         return {"_placeholder": True, "num": len(buffers) - 1}
+    if _depth > MAX_ENCODE_DEPTH:
+        raise _too_deep()
     if isinstance(value, list | tuple):
-        return [split_binary(v, buffers) for v in value]
+        return [split_binary(v, buffers, _depth + 1) for v in value]
     if isinstance(value, dict):
-        return {k: split_binary(v, buffers) for k, v in value.items()}
+        return {k: split_binary(v, buffers, _depth + 1) for k, v in value.items()}
     return value
 
 
 def join_binary(value: Any, buffers: Sequence[bytes]) -> Any:
     """The inverse of :func:`split_binary`; a placeholder whose index is out of range is a
-    :class:`ProtocolError`."""
+    :class:`ProtocolError`. Decoded data only: its depth was bounded when it was parsed."""
     if isinstance(value, list):
         return [join_binary(v, buffers) for v in value]
     if isinstance(value, dict):
@@ -83,7 +99,7 @@ def join_binary(value: Any, buffers: Sequence[bytes]) -> Any:
             num = value.get("num")
             if not isinstance(num, int) or isinstance(num, bool) or not 0 <= num < len(buffers):
                 raise ProtocolError(
-                    f"expected an attachment index 0-{len(buffers) - 1}, got {num!r}"
+                    f"expected an attachment index 0-{len(buffers) - 1}, got {num!r:.40}"
                 )
             return buffers[num]
         return {k: join_binary(v, buffers) for k, v in value.items()}
@@ -108,7 +124,27 @@ def encode(packet: Packet) -> list[str | bytes]:
 
 
 def encode_parts(packet: Packet) -> tuple[str, list[bytes]]:
-    """Encode a packet as its text message and its binary attachments."""
+    """Encode a packet as its text message and its binary attachments.
+
+    Raises ``TypeError`` for data JSON has no form for and ``ValueError`` for data
+    ``JSON.parse`` would refuse (NaN, infinities, circular or too deep), naming the packet.
+    """
+    try:
+        return _encode_parts(packet)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"cannot send {_describe(packet)}: {exc}") from None
+
+
+def _describe(packet: Packet) -> str:
+    data = packet.data
+    if packet.type is PacketType.EVENT and isinstance(data, list) and data:
+        return f"event {data[0]!r:.60} on {packet.nsp}"
+    if packet.type is PacketType.ACK:
+        return f"the ack {packet.id} on {packet.nsp}"
+    return f"a {packet.type.name} packet on {packet.nsp}"
+
+
+def _encode_parts(packet: Packet) -> tuple[str, list[bytes]]:
     ptype = packet.type
     data = packet.data
     head = _header(ptype, packet.nsp, packet.id)
@@ -128,12 +164,13 @@ def encode_parts(packet: Packet) -> tuple[str, list[bytes]]:
 
 
 def encode_ack(nsp: str, ack_id: int, args: list[Any]) -> list[str | bytes]:
-    """Encode the ACK answering ``ack_id``; the hot path of every acknowledged event."""
+    """Encode the ACK answering ``ack_id``; the hot path of every acknowledged event.
+    Raises as :func:`encode_parts` does."""
     try:
         if nsp == "/":
             return [f"3{ack_id}{dumps(args)}"]
         return [f"3{nsp},{ack_id}{dumps(args)}"]
-    except TypeError:
+    except (TypeError, ValueError):
         return encode(Packet(PacketType.ACK, nsp, args, ack_id))
 
 
@@ -186,56 +223,75 @@ class Decoder:
     """Turns Engine.IO message payloads back into packets, one connection at a time.
 
     A binary packet announces ``n`` attachments in its text message; the next ``n`` binary
-    messages belong to it. :meth:`feed` returns ``None`` while attachments are outstanding.
+    messages belong to it. :meth:`feed` returns ``None`` while attachments are outstanding
+    (``pending`` is then the announced packet). Everything is checked against ``limits``
+    before the work it bounds: the announced count before any attachment is accepted, the
+    running total of attachment bytes before each one is kept.
     """
 
-    __slots__ = ("_buffers", "_pending")
+    __slots__ = ("_buffers", "_bytes", "_max_bytes", "limits", "pending", "started")
 
-    def __init__(self) -> None:
-        self._pending: Packet | None = None
+    def __init__(self, limits: Limits = _DEFAULT_LIMITS, max_payload: int = 1_000_000) -> None:
+        self.limits = limits
+        self._max_bytes = limits.attachment_bytes(max_payload)
+        self.pending: Packet | None = None
+        self.started = 0  # binary packets announced so far: tells one pending packet from the next
         self._buffers: list[bytes] = []
+        self._bytes = 0
 
     @property
     def awaiting_attachments(self) -> bool:
-        return self._pending is not None
+        return self.pending is not None
 
     def feed(self, message: str | bytes) -> Packet | None:
         if isinstance(message, bytes):
             return self._feed_binary(message)
-        if self._pending is not None:
+        if self.pending is not None:
             raise ProtocolError(
-                f"expected {self._pending.attachments - len(self._buffers)} more binary "
+                f"expected {self.pending.attachments - len(self._buffers)} more binary "
                 f"attachment(s), got a text message {message[:32]!r}"
             )
-        packet = decode_text(message)
+        packet = decode_text(message, self.limits)
         if packet.attachments:
-            self._pending = packet
+            self.pending = packet
+            self.started += 1
             self._buffers = []
+            self._bytes = 0
             return None
         return packet
 
     def _feed_binary(self, message: bytes) -> Packet | None:
-        pending = self._pending
+        pending = self.pending
         if pending is None:
             raise ProtocolError(
                 f"expected a text Socket.IO packet, got {len(message)} bytes of binary data "
                 "that no binary packet announced"
             )
+        self._bytes += len(message)
+        if self._bytes > self._max_bytes:
+            raise ProtocolError(
+                f"expected attachments of at most {self._max_bytes} bytes in all, got "
+                f"{self._bytes} bytes by attachment {len(self._buffers) + 1} of "
+                f"{pending.attachments}"
+            )
         self._buffers.append(message)
         if len(self._buffers) < pending.attachments:
             return None
         data = join_binary(pending.data, self._buffers)
-        self._pending = None
+        self.pending = None
         self._buffers = []
+        self._bytes = 0
         plain = PacketType.EVENT if pending.type == PacketType.BINARY_EVENT else PacketType.ACK
         return Packet(plain, pending.nsp, data, pending.id, pending.attachments)
 
 
-def decode_main_event(text: str) -> tuple[list[Any], int | None] | None:
+def decode_main_event(
+    text: str, limits: Limits = _DEFAULT_LIMITS
+) -> tuple[list[Any], int | None] | None:
     """Fast path for the most common packet: a text EVENT on ``/``, ``2[<id>][...]``.
 
-    Returns ``(data, ack_id)``, or None when ``text`` is anything else (then use
-    :class:`Decoder`). Validates exactly as :func:`decode_text` does.
+    Returns ``(data, ack_id)``, or None when ``text`` is anything else or is invalid (then
+    use :class:`Decoder`, which says why). Accepts exactly what :func:`decode_text` does.
     """
     i = 1
     n = len(text)
@@ -243,21 +299,27 @@ def decode_main_event(text: str) -> tuple[list[Any], int | None] | None:
         i += 1
     if i >= n or text[i] != "[":
         return None
+    ack_id = None
+    if i > 1:
+        ack_id = safe_integer(text[1:i])
+        if ack_id is None:
+            return None
     try:
-        data = json.loads(text[i:])
-    except (ValueError, RecursionError):
+        data = jsontext.loads(text[i:], limits.max_json_depth)
+    except ValueError:
         return None  # let the full decoder produce the error message
     if (
         not isinstance(data, list)
         or not data
         or not isinstance(data[0], str)
         or data[0] in RESERVED_EVENTS
+        or len(data[0]) > limits.max_name_length
     ):
         return None
-    return data, (int(text[1:i]) if i > 1 else None)
+    return data, ack_id
 
 
-def decode_text(text: str) -> Packet:
+def decode_text(text: str, limits: Limits = _DEFAULT_LIMITS) -> Packet:
     """Decode the text part of a packet; attachments, if any, are left as placeholders."""
     if not text or not "0" <= text[0] <= "6":
         raise ProtocolError(f"expected a Socket.IO packet type digit 0-6, got {text[:32]!r}")
@@ -266,39 +328,55 @@ def decode_text(text: str) -> Packet:
     n = len(text)
     attachments = 0
     if ptype in (PacketType.BINARY_EVENT, PacketType.BINARY_ACK):
-        dash = text.find("-", i)
+        dash = text.find("-", i, i + 12)  # the count never needs more digits than that
         count = text[i:dash] if dash != -1 else ""
         if not count.isdigit() or not count.isascii():
             raise ProtocolError(
                 f"expected '<attachments>-' after binary packet type, got {text[:32]!r}"
             )
-        attachments = int(count)
-        if attachments < 1:
-            raise ProtocolError(f"expected at least one attachment, got {attachments}")
+        attachments = safe_integer(count) or 0
+        if not 1 <= attachments <= limits.max_attachments:
+            raise ProtocolError(
+                f"expected 1 to {limits.max_attachments} attachments, got {count[:24]}"
+            )
         i = dash + 1
     nsp = "/"
     if i < n and text[i] == "/":
-        comma = text.find(",", i)
+        comma = text.find(",", i, i + limits.max_name_length + 1)
+        if comma == -1 and n - i > limits.max_name_length:
+            raise ProtocolError(
+                f"expected a namespace of at most {limits.max_name_length} characters, "
+                f"got {text[i : i + 32]!r}..."
+            )
         end = comma if comma != -1 else n
         nsp = text[i:end]
         i = end + 1 if comma != -1 else n
     start = i
     while i < n and "0" <= text[i] <= "9":
         i += 1
-    ack_id = int(text[start:i]) if i > start else None
+    ack_id = None
+    if i > start:
+        ack_id = safe_integer(text[start:i])
+        if ack_id is None:
+            raise ProtocolError(
+                f"expected an ack id of at most {MAX_SAFE_INTEGER_TEXT} (a safe integer), "
+                f"got {i - start} digits"
+            )
     data: Any = None
     if i < n:
         try:
-            data = json.loads(text[i:])
-        except (ValueError, RecursionError):
+            data = jsontext.loads(text[i:], limits.max_json_depth)
+        except jsontext.JSONTextError as exc:
+            raise ProtocolError(str(exc)) from None
+        except ValueError:
             raise ProtocolError(
                 f"expected JSON after the packet header, got {text[i : i + 32]!r}"
             ) from None
-    _validate(ptype, data, ack_id, text)
+    _validate(ptype, data, ack_id, text, limits)
     return Packet(ptype, nsp, data, ack_id, attachments)
 
 
-def _validate(ptype: PacketType, data: Any, ack_id: int | None, text: str) -> None:
+def _validate(ptype: PacketType, data: Any, ack_id: int | None, text: str, limits: Limits) -> None:
     if ptype == PacketType.CONNECT:
         ok = data is None or isinstance(data, dict)
         expected = "an object or nothing"
@@ -313,6 +391,11 @@ def _validate(ptype: PacketType, data: Any, ack_id: int | None, text: str) -> No
             and data[0] not in RESERVED_EVENTS
         )
         expected = "an array whose first item is a non-reserved event name"
+        if ok and len(data[0]) > limits.max_name_length:
+            raise ProtocolError(
+                f"expected an event name of at most {limits.max_name_length} characters, "
+                f"got {len(data[0])}"
+            )
     elif ptype in (PacketType.ACK, PacketType.BINARY_ACK):
         ok = isinstance(data, list) and ack_id is not None
         expected = "an ack id and an array"

@@ -78,7 +78,7 @@ def test_tuples_encode_as_arrays_and_unicode_stays_unescaped() -> None:
         ('1{"x":1}', "no data"),
         ('3["no id"]', "an ack id"),
         ('5["x"]', "'<attachments>-'"),
-        ('50-["x"]', "at least one attachment"),
+        ('50-["x"]', "1 to 10 attachments, got 0"),
         ("4[1]", "an object or a string"),
         ("2" + "[" * 100_000, "expected JSON"),  # deep nesting must not crash the parser
     ],

@@ -1,0 +1,84 @@
+"""JSON exactly as JavaScript's ``JSON.parse`` and ``JSON.stringify`` agree on it.
+
+Python's ``json`` reads and writes ``NaN``, ``Infinity`` and ``-Infinity``, and reads ``1e999``
+as infinity; ``JSON.parse`` refuses all of them, so one such value relayed to a room would make
+every JavaScript client in it drop its connection with "parse error". Here they are refused
+both ways. Nesting is bounded on the way in *before* parsing (a depth past the bound is never
+handed to the parser), and on the way out by the encoder's own recursion guard.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+__all__ = ["JSONTextError", "depth_exceeds", "dumps", "loads"]
+
+
+class JSONTextError(ValueError):
+    """Text that ``JSON.parse`` would refuse, or nesting past the bound."""
+
+
+def _no_constant(name: str) -> Any:
+    raise JSONTextError(f"expected JSON that JSON.parse accepts, got {name}")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise JSONTextError(f"expected a finite number, got {text[:24]}")
+    return value
+
+
+_decoder = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+# Strings first (their brackets do not count), then the brackets left.
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def depth_exceeds(text: str, limit: int) -> bool:
+    """Whether the arrays and objects in JSON ``text`` nest deeper than ``limit``.
+
+    Cheap in the common case: text with no more brackets than ``limit`` cannot nest deeper,
+    and counting them runs at C speed. Only bracket-heavy text is scanned.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    for match in _BRACKET.finditer(_STRING.sub("", text)):
+        if match.group() in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def loads(text: str, max_depth: int) -> Any:
+    """Parse ``text`` as ``JSON.parse`` would; :class:`JSONTextError` (a ``ValueError``) for
+    anything it refuses and for nesting deeper than ``max_depth``."""
+    if depth_exceeds(text, max_depth):
+        raise JSONTextError(f"expected JSON nested at most {max_depth} deep, got deeper")
+    try:
+        return _decoder.decode(text)
+    except RecursionError:  # unreachable below the depth bound; kept as a last guard
+        raise JSONTextError("expected JSON of bounded depth, got deeper") from None
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON as ``JSON.stringify`` writes it.
+
+    Raises ``TypeError`` for values JSON has no form for (``bytes`` included: the Socket.IO
+    encoder catches that to send them as attachments) and ``ValueError`` for NaN, infinities,
+    circular references and nesting past the interpreter's recursion limit.
+    """
+    try:
+        return _encode(value)
+    except RecursionError:
+        raise ValueError("expected JSON of bounded depth, got nesting past the limit") from None
