@@ -31,8 +31,9 @@ from rooms.mailbox import Mailbox, MailboxFull
 from rooms.middleware import RoomsMiddleware
 from rooms.namespace import Namespace, ParentNamespace
 from rooms.operators import BroadcastOperator
+from rooms.protocol.limits import Limits
 from rooms.recovery import Recovery
-from rooms.server import Server
+from rooms.server import Server, Status
 from rooms.socket import Socket
 
 __version__ = "0.1.0"
@@ -48,6 +49,7 @@ __all__ = [
     "Emitter",
     "EngineServer",
     "Handshake",
+    "Limits",
     "Mailbox",
     "MailboxFull",
     "Namespace",
@@ -62,5 +64,6 @@ __all__ = [
     "Server",
     "Session",
     "Socket",
+    "Status",
     "__version__",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from rooms.engine.session import frames_size
 from rooms.protocol.cluster import ALL, BroadcastOptions
 from rooms.protocol.engineio import Frame
 
@@ -122,9 +123,9 @@ class Adapter:
                 if socket is not None and socket.session.send(frame, volatile):
                     reached += 1
         else:
-            count = len(frames)
+            size = frames_size(frames)  # once, not per recipient
             for sid in self.select(opts):
                 socket = sockets.get(sid)
-                if socket is not None and socket.session.send_many(frames, count, volatile):
+                if socket is not None and socket.session.send_many(frames, volatile, size):
                     reached += 1
         return reached

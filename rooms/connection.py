@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
+from rooms._log import bad_input
 from rooms.engine.session import Session
 from rooms.exceptions import ProtocolError
 from rooms.protocol import engineio
@@ -29,38 +30,39 @@ DISCONNECT = sio.PacketType.DISCONNECT
 
 
 class Connection:
-    __slots__ = ("connecting", "decoder", "server", "session", "sockets")
+    __slots__ = ("__weakref__", "connecting", "decoder", "server", "session", "sockets")
 
     def __init__(self, server: Server, session: Session) -> None:
         self.server = server
         self.session = session
-        self.decoder = sio.Decoder()
+        self.decoder = sio.Decoder(server.limits, server.engine.max_payload)
         self.sockets: dict[str, Socket] = {}
         self.connecting: set[str] = set()
 
     def send_packet(self, packet: sio.Packet) -> None:
         frames = [engineio.message_frame(f) for f in sio.encode(packet)]
-        self.session.send_many(frames, len(frames))
+        self.session.send_many(frames)
 
     def on_message(self, data: str | bytes) -> Awaitable[None] | None:
         """Dispatch one message. A CONNECT returns the connect flow for the engine to await
         before the next message (middlewares and connect handler may be async); everything
-        else completes here, async event handlers in their own task."""
-        if type(data) is str and data[:1] == "2" and not self.decoder.awaiting_attachments:
+        else completes here, async event handlers in their own task.
+
+        Raises :class:`ProtocolError` for input that breaks Socket.IO v5: the engine closes
+        the connection and logs what was expected.
+        """
+        decoder = self.decoder
+        if type(data) is str and data[:1] == "2" and decoder.pending is None:
             # Fast path: an EVENT on the main namespace, most of what clients send.
             socket = self.sockets.get("/")
-            event = sio.decode_main_event(data) if socket is not None else None
+            event = sio.decode_main_event(data, decoder.limits) if socket is not None else None
             if event is not None and socket is not None:
                 socket.nsp.on_event(socket, event[0], event[1])
                 return None
-        try:
-            packet = self.decoder.feed(data)
-        except ProtocolError as exc:
-            logger.info("session %s: %s; closing", self.session.sid, exc)
-            self.close("parse error")
-            return None
+        packet = decoder.feed(data)
         if packet is None:
-            return None  # waiting for binary attachments
+            self._awaiting_attachments()
+            return None
         ptype = packet.type
         socket = self.sockets.get(packet.nsp)
         if socket is not None:
@@ -77,23 +79,54 @@ class Connection:
         elif ptype is CONNECT and packet.nsp not in self.connecting:
             self.connecting.add(packet.nsp)
             return self.server._connect(self, packet.nsp, packet.data or {})
-        logger.info(
-            "session %s: expected CONNECT before any other packet on namespace %s, got %s "
+        bad_input.log(
+            logging.INFO,
+            "session %s: expected CONNECT before any other packet on namespace %.60s, got %s "
             "while it is %s; closing",
             self.session.sid,
             packet.nsp,
             ptype.name,
-            "connected"
-            if socket is not None
-            else ("connecting" if packet.nsp in self.connecting else "not connected"),
+            self._state_of(packet.nsp),
         )
         self.close("forced server close")
         return None
 
+    def _state_of(self, nsp: str) -> str:
+        if nsp in self.sockets:
+            return "connected"
+        return "connecting" if nsp in self.connecting else "not connected"
+
+    def _awaiting_attachments(self) -> None:
+        """A binary packet was announced: only on a connected namespace (nothing is held
+        for one that is not), and its attachments must all come within the deadline."""
+        pending = self.decoder.pending
+        if pending is None:
+            return
+        if pending.nsp not in self.sockets:
+            raise ProtocolError(
+                f"expected CONNECT before binary packets on namespace {pending.nsp[:60]!r}, "
+                f"got a {pending.type.name} announcing {pending.attachments} attachment(s) "
+                f"while it is {self._state_of(pending.nsp)}"
+            )
+        self.server.attachment_deadlines.add(self.check_attachments, self.decoder.started)
+
+    def check_attachments(self, started: int) -> None:
+        """``attachment_timeout`` after binary packet number ``started`` was announced."""
+        decoder = self.decoder
+        if decoder.pending is not None and decoder.started == started and not self.session.closed:
+            self.server.engine.protocol_error(
+                self.session,
+                ProtocolError(
+                    f"expected {decoder.pending.attachments} attachment(s) within "
+                    f"{decoder.limits.attachment_timeout} s, got fewer"
+                ),
+            )
+
     def check_connected(self) -> None:
         """Called ``connect_timeout`` after the session opened."""
         if not self.sockets and not self.connecting and not self.session.closed:
-            logger.info(
+            bad_input.log(
+                logging.INFO,
                 "session %s: expected a namespace CONNECT, got none in time; closing",
                 self.session.sid,
             )

@@ -39,6 +39,13 @@ class Handler:
                 f"expected {self.name} to accept at least {leading} positional argument(s) "
                 f"(the socket first), got the signature {signature}"
             )
+        keyword_only = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+        if keyword_only:
+            # Nothing on the wire can fill them: every call would fail. Say so now.
+            raise TypeError(
+                f"expected {self.name} to take its arguments positionally, got required "
+                f"keyword-only parameter(s) {', '.join(keyword_only)} in {signature}"
+            )
 
     def args_for(self, args: list[Any]) -> list[Any]:
         if len(args) < self.min_args:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from rooms._types import AnyASGIApp, Message, Receive, Scope, Send
-from rooms.engine.server import EngineServer, serve_lifespan
+from rooms._types import AnyASGIApp, Receive, Scope, Send
+from rooms.engine.server import EngineServer
+from rooms.lifespan import serve_lifespan
 from rooms.server import Server
 
 logger = logging.getLogger("rooms")
@@ -23,7 +23,8 @@ class RoomsMiddleware:
 
     On ASGI lifespan startup it starts the server (then the app's own startup runs); on
     shutdown it closes every connection with "server shutting down" before the app's
-    shutdown runs. Other scopes get ``scope["rooms.server"]`` so routes can reach the
+    shutdown runs (see :mod:`rooms.lifespan`). A startup failure is reported as
+    ``lifespan.startup.failed``. Other scopes get ``scope["rooms.server"]`` so routes can reach the
     server (see :func:`rooms.starlette.get_server`).
     """
 
@@ -38,6 +39,7 @@ class RoomsMiddleware:
         self.server: Server | EngineServer = server if server is not None else Server()
         self.path = "/" + path.strip("/")
         self._prefix = self.path + "/"
+        self._warned = False
 
     def owns(self, scope: Scope) -> bool:
         path: str = scope.get("path", "")
@@ -46,9 +48,12 @@ class RoomsMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            await self._lifespan(scope, receive, send)
+            await serve_lifespan(self.server, self.app, scope, receive, send)
             return
         if self.owns(scope):
+            if not self.server.is_running:
+                await self._not_running(scope, send)
+                return
             await self.server(scope, receive, send)
             return
         if self.app is None:
@@ -57,40 +62,31 @@ class RoomsMiddleware:
         scope[SCOPE_KEY] = self.server
         await self.app(scope, receive, send)
 
-    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.app is None:
-            await serve_lifespan(self.server, receive, send)
+    async def _not_running(self, scope: Scope, send: Send) -> None:
+        """Never half alive: with no lifespan (``--lifespan off``) nothing would time out,
+        drain or run async handlers, so refuse clearly instead of serving a zombie."""
+        if not self._warned:
+            self._warned = True
+            logger.error(
+                "expected the rooms server to be running, got a request before ASGI lifespan "
+                "startup: run your ASGI server with lifespan on (uvicorn and hypercorn do by "
+                "default); answering 503"
+            )
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1013})  # try again later
             return
-        async with self.server.running():
-            state: dict[str, Any] = {"startup": False, "complete": False}
-
-            async def app_receive() -> Message:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    state["startup"] = True
-                elif message["type"] == "lifespan.shutdown":
-                    await self.server.shutdown()
-                return message
-
-            async def app_send(message: Message) -> None:
-                if message["type"] in ("lifespan.startup.complete", "lifespan.startup.failed"):
-                    state["complete"] = True
-                await send(message)
-
-            try:
-                await self.app(scope, app_receive, app_send)
-            except Exception:
-                if state["complete"]:
-                    raise
-                # The wrapped app does not speak lifespan; answer for it.
-                logger.debug("wrapped app does not support lifespan", exc_info=True)
-                if not state["startup"]:
-                    await receive()
-                await send({"type": "lifespan.startup.complete"})
-                message = await receive()
-                await self.server.shutdown()
-                if message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
+        body = b"rooms is not running"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"text/plain"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
 
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
 
+from rooms._log import Throttled
 from rooms.acks import ack_args, ack_value
 from rooms.adapter import ALL, Adapter, BroadcastOptions
 from rooms.cluster.remote import RemoteSocket
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from rooms.server import Server
 
 logger = logging.getLogger("rooms")
+# Clients that send what a handler cannot take: the user's to fix, but a client can repeat it.
+_mismatch = Throttled(logger)
 
 F = TypeVar("F", bound=Callable[..., Any])
 Middleware = Callable[[Socket], Awaitable[None] | None]
@@ -129,6 +132,7 @@ class Namespace(_Handlers):
         self.parent = parent
         self._registry = registry or _Registry()
         self._ack_seq = 0
+        self._connecting = 0  # connect flows in progress (a dynamic child lives while > 0)
         self._log_lock: anyio.Lock | None = None
         self.unlogged = 0  # packets the recovery store failed to log (sent all the same)
 
@@ -250,6 +254,7 @@ class Namespace(_Handlers):
         admitted = False
         restored: Restored | None = None
         capture: list[StoredPacket] | None = None
+        self._connecting += 1
         try:
             restored, capture = await self._recover(socket, auth)
             recovery = self.server.recovery
@@ -286,9 +291,11 @@ class Namespace(_Handlers):
             self._refuse(conn, socket, admitted, {"message": "Internal server error"})
             return
         finally:
+            self._connecting -= 1
             conn.connecting.discard(self.name)
             if capture is not None:
                 self.adapter.stop_capture(capture)
+            self._maybe_drop_child()  # a dynamic child that ended up with no socket goes
         if conn.session.closed:
             self._forget(socket)
             self._recovery_lost(restored)
@@ -361,7 +368,7 @@ class Namespace(_Handlers):
             for packet in pending:
                 # Before the CONNECT reply: the client holds events until its socket connects.
                 frames = packet.frames()
-                if not await out.wait_room(len(frames)) or not out.send_many(frames, len(frames)):
+                if not await out.wait_room(frames) or not out.send_many(frames):
                     return False
             newer = [p for p in capture[taken:] if p.offset not in seen and p.reaches(rooms)]
             taken = len(capture)
@@ -391,16 +398,18 @@ class Namespace(_Handlers):
         self._maybe_drop_child()
 
     def _maybe_drop_child(self) -> None:
-        if self.parent is not None and not self.sockets:
+        if self.parent is not None and not self.sockets and not self._connecting:
             self.server._drop_child(self)
 
     # ------------------------------------------------------------------ events
 
     def on_event(self, socket: Socket, data: list[Any], ack_id: int | None) -> None:
         """Run the handler for ``data = [event, *args]``; its return value answers
-        ``ack_id``."""
+        ``ack_id``. Nothing a handler does (raise, return what cannot be sent) reaches the
+        caller: it is logged at ERROR with the handler and the event."""
         registry = self._registry
-        handler = registry.events.get(data[0])
+        event = data[0]
+        handler = registry.events.get(event)
         args = data[1:]
         if handler is None:
             handler = registry.catch_all
@@ -410,35 +419,61 @@ class Namespace(_Handlers):
         try:
             call_args = handler.args_for(args)
         except ProtocolError as exc:
-            logger.info("socket %s: %s; event ignored", socket.id, exc)
+            _mismatch.log(
+                logging.WARNING,
+                "socket %s: event %.60r not handled: %s (the handler's signature and what "
+                "clients send disagree)",
+                socket.id,
+                event,
+                exc,
+            )
             return
         if handler.is_async:
-            self.server.spawn(self._run_handler, handler, socket, call_args, ack_id)
+            self.server.spawn(self._run_handler, handler, socket, call_args, ack_id, event)
             return
         try:
             result = handler.func(socket, *call_args)
+            if ack_id is not None and socket.connected:
+                frames = self._ack_frames(handler, event, ack_id, result)
+                if frames is not None:
+                    socket._write(frames)
         except Exception:
-            logger.exception("handler %s failed", handler.name)
-            return
-        if ack_id is not None and socket.connected:
-            socket._write(
-                [
-                    engineio.message_frame(f)
-                    for f in sio.encode_ack(self.name, ack_id, ack_args(result))
-                ]
+            logger.exception(
+                "handler %s for event %.60r on %s failed", handler.name, event, self.name
             )
 
     async def _run_handler(
-        self, handler: Handler, socket: Socket, args: list[Any], ack_id: int | None
+        self, handler: Handler, socket: Socket, args: list[Any], ack_id: int | None, event: str
     ) -> None:
         try:
             result = await handler.func(socket, *args)
+            if ack_id is not None and socket.connected:
+                frames = self._ack_frames(handler, event, ack_id, result)
+                if frames is not None:
+                    await socket._write_now(frames)
         except Exception:
-            logger.exception("handler %s failed", handler.name)
-            return
-        if ack_id is not None and socket.connected:
-            frames = sio.encode_ack(self.name, ack_id, ack_args(result))
-            await socket._write_now([engineio.message_frame(f) for f in frames])
+            logger.exception(
+                "handler %s for event %.60r on %s failed", handler.name, event, self.name
+            )
+
+    def _ack_frames(
+        self, handler: Handler, event: str, ack_id: int, result: Any
+    ) -> list[engineio.Frame] | None:
+        """The ACK carrying ``result``; None (and an ERROR naming the handler) if it cannot
+        be sent: the client's callback then never runs, as if the ack were lost."""
+        try:
+            parts = sio.encode_ack(self.name, ack_id, ack_args(result))
+        except (TypeError, ValueError) as exc:
+            logger.error(
+                "handler %s for event %.60r on %s returned a value that cannot be sent as its "
+                "ack (%s); no ack sent",
+                handler.name,
+                event,
+                self.name,
+                exc,
+            )
+            return None
+        return [engineio.message_frame(f) for f in parts]
 
     # ------------------------------------------------------------------ leaving
 
@@ -462,7 +497,7 @@ class Namespace(_Handlers):
         try:
             handler.func(socket, *args)
         except Exception:
-            logger.exception("disconnect handler %s failed", handler.name)
+            logger.exception("disconnect handler %s on %s failed", handler.name, self.name)
         finally:
             self._forget(socket)
 
@@ -470,7 +505,7 @@ class Namespace(_Handlers):
         try:
             await handler.func(socket, *args)
         except Exception:
-            logger.exception("disconnect handler %s failed", handler.name)
+            logger.exception("disconnect handler %s on %s failed", handler.name, self.name)
         finally:
             self._forget(socket)
 

@@ -36,6 +36,16 @@ def room_set(*rooms: str | Iterable[str]) -> frozenset[str]:
     return frozenset(names)
 
 
+def joinable(names: frozenset[str], limit: int) -> frozenset[str]:
+    """``names`` if every one is at most ``limit`` characters long, else ValueError: rooms
+    are named by code that often takes the name from a client, so the bound is checked
+    where sockets join."""
+    for name in names:
+        if len(name) > limit:
+            raise ValueError(f"expected a room name of at most {limit} characters, got {len(name)}")
+    return names
+
+
 class BroadcastOperator:
     """An immutable selection of recipients. Every chaining method returns a new one."""
 
@@ -174,7 +184,7 @@ class BroadcastOperator:
 
     async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
         """Make the selected sockets join ``rooms``, on every process."""
-        names = room_set(*rooms)
+        names = joinable(room_set(*rooms), self._nsp.server.limits.max_name_length)
         adapter = self._nsp.adapter
         for socket in adapter.sockets(self._opts):
             adapter.add_all(socket.id, names)

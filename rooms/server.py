@@ -6,21 +6,25 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar, overload
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, overload
 
 import anyio
 
+from rooms._tasks import spawn
 from rooms._types import Clock, Receive, Scope, Send
 from rooms.brokers import Broker, broker_from_url
 from rooms.cluster import Node, RemoteSocket
 from rooms.cluster.relay import Relay
 from rooms.connection import Connection
-from rooms.engine.server import EngineServer, serve_lifespan
+from rooms.engine.server import EngineServer
 from rooms.engine.session import Session
+from rooms.lifespan import serve_lifespan
 from rooms.mailbox import NEW_MAIL, Mailbox
 from rooms.namespace import Namespace, NamespaceMatcher, ParentNamespace
 from rooms.operators import BroadcastOperator
 from rooms.protocol import socketio as sio
+from rooms.protocol.limits import Limits
 from rooms.recovery import Recovery, SavedSession, Store, StoredPacket
 from rooms.socket import Socket
 
@@ -32,6 +36,27 @@ M = TypeVar("M", bound=Callable[[Socket], Awaitable[None] | None])
 INVALID_NAMESPACE = {"message": "Invalid namespace"}
 
 
+@dataclass(frozen=True, slots=True)
+class Status:
+    """``server.status()``: ``ready`` is what a readiness probe should answer."""
+
+    running: bool
+    ready: bool
+    broker: Literal["joined", "away"] | None
+    """None without a broker; "away" while the cluster is not joined (retried)."""
+    peers: int
+    sessions: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "running": self.running,
+            "ready": self.ready,
+            "broker": self.broker,
+            "peers": self.peers,
+            "sessions": self.sessions,
+        }
+
+
 class Server:
     """A Socket.IO v5 server.
 
@@ -40,9 +65,10 @@ class Server:
     ``server.emit``, ``server.to(...)``).
 
     Times are in seconds. ``ack_timeout`` is the default wait of every ``emit_with_ack``.
-    ``max_outbox`` bounds each connection's queue (see :mod:`rooms.engine.session` for the
-    slow-consumer policy). A connection that joins no namespace within ``connect_timeout``
-    is closed.
+    ``max_outbox`` (frames) and ``max_outbox_bytes`` bound each connection's queue (see
+    :mod:`rooms.engine.session` for the slow-consumer policy). A connection that joins no
+    namespace within ``connect_timeout`` is closed. ``limits`` bounds what clients may send
+    (:class:`~rooms.Limits`: attachments, JSON depth, names, dynamic namespaces).
 
     ``broker`` makes this process one of a cluster: a URL (``"redis://host:6379/0"``,
     ``"rediss://..."``, ``"unix:///path"``, ``"memory://name"`` for servers in one process)
@@ -62,6 +88,8 @@ class Server:
         transports: Sequence[str] = ("polling", "websocket"),
         cors_allowed_origins: str | Iterable[str] | None = None,
         max_outbox: int = 4096,
+        max_outbox_bytes: int = 16 * 1024 * 1024,
+        limits: Limits | None = None,
         ack_timeout: float = 30.0,
         connect_timeout: float = 45.0,
         stall_after: float = 0.1,
@@ -76,6 +104,7 @@ class Server:
         mailbox: Mailbox | None = None,
     ) -> None:
         self.ack_timeout = ack_timeout
+        self.limits = limits if limits is not None else Limits()
         self.recovery = recovery
         self.mailbox = mailbox
         self.store: Store | None = None  # the recovery store, while running
@@ -91,14 +120,19 @@ class Server:
             transports=transports,
             cors_allowed_origins=cors_allowed_origins,
             max_outbox=max_outbox,
+            max_outbox_bytes=max_outbox_bytes,
             stall_after=stall_after,
             writer_linger=writer_linger,
             clock=clock,
         )
+        heartbeat = self.engine.heartbeat
         # A client that opens a session but joins no namespace is dropped after this delay.
-        self.engine.heartbeat.check_delay = connect_timeout
+        self._connect_deadlines = heartbeat.lane(connect_timeout)
+        # A binary packet's attachments must all arrive within this (see Connection).
+        self.attachment_deadlines = heartbeat.lane(self.limits.attachment_timeout)
         self._namespaces: dict[str, Namespace] = {}
         self._parents: list[ParentNamespace] = []
+        self._children = 0  # dynamic namespaces alive
         self.main = self.of("/")
         if mailbox is not None:
             self.of(mailbox.namespace).on_server_event(NEW_MAIL)(mailbox._notified)
@@ -152,6 +186,7 @@ class Server:
         if self._namespaces.get(nsp.name) is nsp and nsp.parent is not None:
             del self._namespaces[nsp.name]
             nsp.parent.children.pop(nsp.name, None)
+            self._children -= 1
 
     # Handlers and broadcasts on the main namespace.
     @overload
@@ -298,17 +333,41 @@ class Server:
 
         self.spawn(save)
 
+    @property
+    def is_running(self) -> bool:
+        """Between lifespan startup and shutdown (or inside ``running()``)."""
+        return self.engine.is_running
+
+    def status(self) -> Status:
+        """What a readiness probe needs: running, and joined to its cluster if it has one.
+        While the broker is away the server serves its own clients; ``ready`` is False."""
+        node = self.node
+        if node is None:
+            return Status(self.is_running, self.is_running, None, 0, len(self.engine.sessions))
+        joined = node.joined.is_set()
+        return Status(
+            self.is_running,
+            self.is_running and joined,
+            "joined" if joined else "away",
+            len(node.peers),
+            len(self.engine.sessions),
+        )
+
     async def shutdown(self) -> None:
         """Close every connection with reason "server shutting down"."""
         await self.engine.shutdown()
 
-    def spawn(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
-        """Run ``func(*args)`` in the server's task group."""
-        self.engine.running_group.start_soon(func, *args)
+    def spawn(
+        self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any, what: str | None = None
+    ) -> None:
+        """Run ``func(*args)`` in the server's task group. What it raises is logged at
+        ERROR (as ``what`` failing) and ends there: the server keeps serving."""
+        name = what if what is not None else getattr(func, "__qualname__", repr(func))
+        spawn(self.engine.running_group, logger, name, func, *args)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await serve_lifespan(self, receive, send)
+            await serve_lifespan(self, None, scope, receive, send)
         else:
             await self.engine(scope, receive, send)
 
@@ -316,7 +375,7 @@ class Server:
 
     def _engine_connect(self, session: Session) -> None:
         conn = session.upper = Connection(self, session)
-        self.engine.heartbeat.check_later(conn.check_connected)
+        self._connect_deadlines.add(conn.check_connected)
 
     def _engine_message(self, session: Session, data: str | bytes) -> Awaitable[None] | None:
         conn: Connection = session.upper
@@ -343,14 +402,25 @@ class Server:
             try:
                 matched = await parent.matches(name, auth)
             except Exception:
-                logger.exception("namespace matcher %r failed", parent.matcher)
+                logger.exception("namespace matcher %r failed for %.60r", parent.matcher, name)
                 matched = False
-            if matched:
-                nsp = self._namespaces.get(name)
-                if nsp is None:
-                    nsp = self._namespaces[name] = parent.child(name)
-                await nsp.connect(conn, auth)
-                return
+            if not matched:
+                continue
+            nsp = self._namespaces.get(name)
+            if nsp is None:
+                if self._children >= self.limits.max_dynamic_namespaces:
+                    logger.warning(
+                        "expected at most %d dynamic namespaces alive (limits."
+                        "max_dynamic_namespaces), got a CONNECT to a new one, %.60r; refused",
+                        self.limits.max_dynamic_namespaces,
+                        name,
+                    )
+                    break
+                nsp = self._namespaces[name] = parent.child(name)
+                self._children += 1
+            # A child lives while it has sockets: one that is refused leaves nothing behind.
+            await nsp.connect(conn, auth)
+            return
         self._invalid_namespace(conn, name)
 
     def _invalid_namespace(self, conn: Connection, name: str) -> None:

@@ -12,7 +12,7 @@ from rooms.adapter import BroadcastOptions
 from rooms.engine.session import Session
 from rooms.exceptions import Disconnected
 from rooms.handshake import Handshake
-from rooms.operators import BroadcastOperator, room_set
+from rooms.operators import BroadcastOperator, joinable, room_set
 from rooms.protocol import engineio
 from rooms.protocol import socketio as sio
 
@@ -75,7 +75,7 @@ class Socket:
             return True
         if len(frames) == 1:
             return self.session.send(frames[0], volatile)
-        return self.session.send_many(frames, len(frames), volatile)
+        return self.session.send_many(frames, volatile)
 
     async def _write_now(self, frames: list[engineio.Frame], volatile: bool = False) -> bool:
         """Queue and, if nobody is sending on this connection, send from this task."""
@@ -145,8 +145,10 @@ class Socket:
     # ------------------------------------------------------------------ rooms
 
     async def join(self, rooms: str | Iterable[str]) -> None:
-        """Join one room or several."""
-        self.nsp.adapter.add_all(self.id, room_set(rooms))
+        """Join one room or several. Raises ValueError for a name longer than the server's
+        ``limits.max_name_length``."""
+        names = joinable(room_set(rooms), self.nsp.server.limits.max_name_length)
+        self.nsp.adapter.add_all(self.id, names)
 
     async def leave(self, room: str) -> None:
         self.nsp.adapter.delete(self.id, room)

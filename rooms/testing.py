@@ -32,7 +32,22 @@ from rooms.exceptions import AckTimeout, ConnectionRefused, Disconnected
 from rooms.protocol import engineio
 from rooms.protocol import socketio as sio
 
-__all__ = ["Lifespan", "TestClient", "check_broker"]
+__all__ = ["Lifespan", "ManualClock", "TestClient", "check_broker"]
+
+
+class ManualClock:
+    """Time that moves only when a test says so: pass it as ``rooms.Server(clock=...)``,
+    then ``advance()`` it and call ``server.engine.heartbeat.tick()`` to act on what fell
+    due (pings, ping timeouts, connect and attachment deadlines), with no real waiting."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 class Lifespan:
@@ -65,6 +80,7 @@ class Lifespan:
         await to_app.send({"type": "lifespan.startup"})
         message = await from_app.receive()
         if message["type"] != "lifespan.startup.complete":
+            await self._stack.aclose()  # the app's lifespan ends; nothing is left behind
             raise RuntimeError(f"expected lifespan.startup.complete, got {message}")
         return self
 
@@ -203,6 +219,9 @@ class TestClient:
             await self.app(scope, receive, send)
         finally:
             self._app_done.set()
+            # The app is done with this connection: as a dropped TCP connection would,
+            # that ends the client's reading (``disconnected``, with no close code).
+            self._app_send.close()
 
     # ------------------------------------------------------------------ wire
 

@@ -183,6 +183,14 @@ def run_node(script: str, *args: str, timeout: float = 60.0) -> subprocess.Compl
 
 
 @pytest.fixture(autouse=True)
+def _fresh_log_throttles() -> None:
+    """Rate-limited log lines start over in every test (they assert on logs)."""
+    from rooms._log import reset_throttles
+
+    reset_throttles()
+
+
+@pytest.fixture(autouse=True)
 def _collect_garbage() -> Iterator[None]:
     """Collect after each test so a leaked resource is blamed on the test that leaked it."""
     yield

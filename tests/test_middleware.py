@@ -125,6 +125,7 @@ async def test_scope_user_from_authentication_middleware_outside_ours() -> None:
 
 async def test_paths_outside_ours_never_reach_the_server() -> None:
     app = rooms.RoomsMiddleware(None, server=echo_server())
-    assert (await http_get(app, "/socket.iox/")).status_code == 404
-    assert (await http_get(app, "/other")).status_code == 404
-    assert (await http_get(app, "/socket.io/?EIO=4&transport=bogus")).json()["code"] == 0
+    async with Lifespan(app):
+        assert (await http_get(app, "/socket.iox/")).status_code == 404
+        assert (await http_get(app, "/other")).status_code == 404
+        assert (await http_get(app, "/socket.io/?EIO=4&transport=bogus")).json()["code"] == 0

@@ -169,7 +169,7 @@ class _Handlers:
             self.node.send(
                 message.nsp, wire.FetchSocketsResponse(body.request_id, details), to=message.uid
             )
-        except TypeError:
+        except (TypeError, ValueError):
             details = tuple(_json_safe(d) for d in details)
             self.node.send(
                 message.nsp, wire.FetchSocketsResponse(body.request_id, details), to=message.uid
@@ -220,7 +220,7 @@ class _Handlers:
         response = wire.ServerSideEmitResponse(body.request_id, ack_args(result))
         try:
             self.node.send(message.nsp, response, to=message.uid)
-        except TypeError:
+        except (TypeError, ValueError):
             logger.warning("server event answer %r is not JSON-serialisable; sent none", result)
             self.node.send(
                 message.nsp, wire.ServerSideEmitResponse(body.request_id, []), to=message.uid
@@ -238,7 +238,7 @@ def _json_safe(details: wire.SocketDetails) -> wire.SocketDetails:
     try:
         sio.dumps(sio.split_binary(details.data, []))
         return details
-    except TypeError:
+    except (TypeError, ValueError):
         logger.warning(
             "socket %s: socket.data is not JSON-serialisable; other processes see None",
             details.id,

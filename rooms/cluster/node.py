@@ -22,6 +22,7 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from rooms._log import Throttled
 from rooms._types import Clock
 from rooms.acks import AckCollector
 from rooms.brokers.base import Broker
@@ -38,6 +39,16 @@ EMITTER_UID = "emitter"
 """The uid of processes that only publish (:class:`rooms.Emitter`): never a peer."""
 
 UID_LENGTH = 12
+
+# Errors that mean the broker cannot be reached (retried), not that it is misconfigured.
+_AWAY = (BrokerError, OSError, TimeoutError)
+_FIRST_BACKOFF = 0.5
+_MAX_BACKOFF = 10.0
+_dropping = Throttled(logger, burst=5)
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def new_uid() -> str:
@@ -152,7 +163,8 @@ class Node:
         self.peers: dict[str, float] = {}  # uid -> when last heard of
         self.bad_messages = 0
         self.dropped = 0
-        self.joined = anyio.Event()  # set when the node is subscribed and announced
+        self.joined = anyio.Event()  # set while the node is subscribed and announced
+        self._running = False
         self.on_peer_gone: list[Callable[[str], None]] = []
         self._requests: dict[str, Pending] = {}
         self.queue_size = queue_size
@@ -170,12 +182,47 @@ class Node:
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Join the cluster and serve it until cancelled; then say goodbye."""
+        """Join the cluster and serve it until cancelled; then say goodbye.
+
+        Started once the cluster is joined, or once the broker proved away (a connection
+        error): then this process serves its own clients alone, ``joined`` stays unset (a
+        readiness probe says not ready), and joining is retried with backoff and a WARNING
+        naming the broker and the error. Anything else that stops the broker from opening
+        (a bad URL, a missing extra) fails the start.
+        """
         from rooms.cluster.handlers import handlers
 
         self._handlers = handlers(self)
+        self._running = True
+        started = False
+        backoff = _FIRST_BACKOFF
+        try:
+            while True:
+                try:
+                    await self._serve(None if started else task_status)
+                    return  # only a cancellation ends serving, or a broker that closed
+                except _AWAY as exc:
+                    self.joined = anyio.Event()
+                    for uid in list(self.peers):  # requests stop waiting for them
+                        self.peer_gone(uid)
+                    logger.warning(
+                        "node %s: the broker %s is away (%s); this process serves its own "
+                        "clients alone, and joins again in %.1f s",
+                        self.uid,
+                        self._broker_name(),
+                        _reason(exc),
+                        backoff,
+                    )
+                if not started:
+                    started = True
+                    task_status.started()
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+        finally:
+            self._running = False
+
+    async def _serve(self, task_status: anyio.abc.TaskStatus[None] | None) -> None:
         out, out_rx = anyio.create_memory_object_stream[tuple[str, bytes]](self.queue_size)
-        self._out = out
         # The task group exits first, so unsubscribing never runs under its cancellation.
         async with (
             out,
@@ -185,12 +232,15 @@ class Node:
             self.broker.subscribe(self.node_channel(self.uid)) as mine,
             anyio.create_task_group() as tg,
         ):
+            self._out = out
             tg.start_soon(self._receive, everyone)
             tg.start_soon(self._receive, mine)
             tg.start_soon(self._publish_loop, out_rx)
             self.send("/", wire.InitialHeartbeat())
             self.joined.set()
-            task_status.started()
+            logger.info("node %s: joined the cluster on %s", self.uid, self._broker_name())
+            if task_status is not None:
+                task_status.started()
             try:
                 await self._heartbeat_loop()
             finally:
@@ -198,6 +248,10 @@ class Node:
                     await self._goodbye()
                 self._out = None
                 tg.cancel_scope.cancel()
+
+    def _broker_name(self) -> str:
+        url = getattr(self.broker, "url", None)
+        return str(url) if url is not None else type(self.broker).__name__
 
     async def _goodbye(self) -> None:
         # Straight to the broker: the publish loop may already be cancelled.
@@ -261,7 +315,8 @@ class Node:
 
     def send(self, nsp: str, body: wire.Body, to: str | None = None) -> None:
         """Queue a message for everyone (or for node ``to``) without waiting; dropped and
-        counted if the queue is full. Raises TypeError if user data is not JSON-able."""
+        counted if the queue is full or the cluster is not joined (the broker is away).
+        Raises TypeError or ValueError if user data is not JSON-able."""
         raw = self._encode(nsp, body)
         out = self._out
         try:
@@ -269,22 +324,33 @@ class Node:
                 raise anyio.WouldBlock
             out.send_nowait((self.channel if to is None else self.node_channel(to), raw))
         except anyio.WouldBlock:
-            self.dropped += 1
-            logger.warning(
-                "node %s: expected room in the outgoing queue (or a running node), got none; "
-                "%s dropped",
-                self.uid,
-                body.TYPE.name,
-            )
+            self._drop(body)
 
     async def publish(self, nsp: str, body: wire.Body, to: str | None = None) -> None:
-        """Queue a message, waiting for room in the queue (backpressure for emit loops)."""
+        """Queue a message, waiting for room in the queue (backpressure for emit loops).
+        While the cluster is not joined there is no one to reach: dropped and counted."""
         raw = self._encode(nsp, body)
-        if self._out is None:
-            raise BrokerError(
-                "expected a running cluster node, got a stopped one: start the server first"
-            )
-        await self._out.send((self.channel if to is None else self.node_channel(to), raw))
+        out = self._out
+        if out is None:
+            if not self._running:
+                raise BrokerError(
+                    "expected a running cluster node, got a stopped one: start the server first"
+                )
+            self._drop(body)
+            return
+        await out.send((self.channel if to is None else self.node_channel(to), raw))
+
+    def _drop(self, body: wire.Body) -> None:
+        self.dropped += 1
+        why = "the cluster is not joined" if self._out is None else "the outgoing queue is full"
+        _dropping.log(
+            logging.WARNING,
+            "node %s: %s dropped (%d so far): %s",
+            self.uid,
+            body.TYPE.name,
+            self.dropped,
+            why,
+        )
 
     async def _publish_loop(self, out_rx: MemoryObjectReceiveStream[tuple[str, bytes]]) -> None:
         publish = self.broker.publish

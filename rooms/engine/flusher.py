@@ -11,7 +11,9 @@ sessions it scheduled have been served, so a loop of emits cannot outrun the sen
 every outbox. A slow consumer must not hold everyone else up. A watchdog notices a send that has not
 returned within ``stall_after`` seconds; that session is marked slow (from then on its own
 writer task serves it) and a fresh flusher takes over the queue. The stalled flusher finishes
-that one session and ends.
+that one session and ends. Each flusher runs in a cancel scope of its own, so a session that
+is aborted (its close deadline passed with the send still stuck) cancels the flusher stuck
+on it, and only that one.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class Flusher:
         "_progress",
         "_queue",
         "_scheduled",
+        "_scopes",
+        "_stalled",
         "_tg",
         "_waiters",
         "_wake",
@@ -63,6 +67,9 @@ class Flusher:
         self._scheduled = 0
         self._flushed = 0
         self._waiters: deque[tuple[int, anyio.Event]] = deque()
+        # The cancel scope of each running flusher, and which stalled flusher serves whom.
+        self._scopes: dict[int, anyio.CancelScope] = {}
+        self._stalled: dict[Pump, int] = {}
 
     def start(self, tg: anyio.abc.TaskGroup) -> None:
         self._tg = tg
@@ -84,6 +91,13 @@ class Flusher:
                 watch.set()
 
     async def _run(self, generation: int) -> None:
+        with anyio.CancelScope() as self._scopes[generation]:
+            try:
+                await self._serve(generation)
+            finally:
+                del self._scopes[generation]
+
+    async def _serve(self, generation: int) -> None:
         queue = self._queue
         while generation == self._generation:
             if not queue:
@@ -105,6 +119,7 @@ class Flusher:
                     self._current = None
                     self._served()
                 else:
+                    self._stalled.pop(pump, None)
                     pump.slow = False  # we were the stalled flusher: it caught up
         # A newer flusher owns the queue now.
 
@@ -137,6 +152,16 @@ class Flusher:
                 if current is self._current and progress == self._progress:
                     self._hand_off(current)
 
+    def abandon(self, pump: Pump) -> None:
+        """``pump``'s session is being aborted: stop any flusher sending for it."""
+        if self._current is pump:
+            self._hand_off(pump)  # the others move on to a fresh flusher first
+        generation = self._stalled.pop(pump, None)
+        if generation is not None:
+            scope = self._scopes.get(generation)
+            if scope is not None:
+                scope.cancel()
+
     def _hand_off(self, pump: Pump) -> None:
         logger.info(
             "session %s: a send stalled for over %.3f s; giving it its own writer",
@@ -145,6 +170,7 @@ class Flusher:
         )
         self.stalls += 1
         pump.slow = True
+        self._stalled[pump] = self._generation
         self._current = None
         self._served()  # as far as waiting producers are concerned
         self._generation += 1

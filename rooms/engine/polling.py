@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from rooms._types import Receive, Scope, Send
-from rooms.engine.server import header, parse_query
+from rooms.engine.server import header, parse_query, refuse
 from rooms.engine.session import Session, State
 from rooms.exceptions import PayloadTooLarge, ProtocolError
 from rooms.protocol.engineio import CLOSE, HandshakeError, decode_payload, encode_payload
@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger("rooms.engine")
 
 TEXT_PLAIN = (b"content-type", b"text/plain; charset=UTF-8")
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its request body arrived."""
+
+
 TEXT_HTML = (b"content-type", b"text/html")
 
 
@@ -59,7 +65,7 @@ async def handle(engine: EngineServer, scope: Scope, receive: Receive, send: Sen
     sid = query.get("sid")
     if sid is None:
         if method != "GET":
-            logger.info("expected GET for a handshake, got %s", method)
+            refuse("expected GET for a handshake, got %.16s", method)
             await respond_error(engine, scope, send, HandshakeError.BAD_HANDSHAKE_METHOD)
             return
         session = await engine.open_session(scope, "polling")
@@ -70,11 +76,11 @@ async def handle(engine: EngineServer, scope: Scope, receive: Receive, send: Sen
         return
     session = engine.sessions.get(sid)
     if session is None:
-        logger.info("expected a known sid, got %r", sid)
+        refuse("expected a known sid, got %.40r", sid)
         await respond_error(engine, scope, send, HandshakeError.UNKNOWN_SID)
         return
     if session.transport != "polling" and method == "POST":
-        logger.info("session %s: expected no polling after its upgrade, got a POST", sid)
+        refuse("session %s: expected no polling after its upgrade, got a POST", sid)
         await respond_error(engine, scope, send, HandshakeError.BAD_REQUEST)
         return
     if method == "GET":
@@ -82,7 +88,7 @@ async def handle(engine: EngineServer, scope: Scope, receive: Receive, send: Sen
     elif method == "POST":
         await _post(engine, session, scope, receive, send)
     else:
-        logger.info("expected GET or POST, got %s", method)
+        refuse("expected GET or POST, got %.16s", method)
         await respond_error(engine, scope, send, HandshakeError.BAD_REQUEST)
 
 
@@ -99,9 +105,7 @@ async def _preflight(engine: EngineServer, scope: Scope, send: Send) -> None:
 async def _refuse_overlap(
     engine: EngineServer, session: Session, scope: Scope, send: Send, method: str
 ) -> None:
-    logger.info(
-        "session %s: expected one %s at a time, got an overlapping one", session.sid, method
-    )
+    refuse("session %s: expected one %s at a time, got an overlapping one", session.sid, method)
     session.close("transport error")
     await respond_error(engine, scope, send, HandshakeError.BAD_REQUEST)
 
@@ -132,12 +136,11 @@ async def _answer_poll(
     if session.state is State.CLOSED or (session.state is State.CLOSING and not frames):
         frames = [*frames, *session.take(), CLOSE]
         session.finish()
-    elif session.state is State.CLOSING:
-        # Frames to deliver go alone; the CLOSE goes with the next poll (or the session is
-        # reaped if none comes). socket.io-client hands decoded packets to its socket a tick
-        # after reading them, so messages sharing a payload with a CLOSE would reach an
-        # already disconnected socket (and, with recovery, be replayed a second time).
-        engine.heartbeat.reap(session)
+    # else, CLOSING with frames to deliver: they go alone, and the CLOSE goes with the next
+    # poll (or the session is aborted at its close deadline if none comes). socket.io-client
+    # hands decoded packets to its socket a tick after reading them, so messages sharing a
+    # payload with a CLOSE would reach an already disconnected socket (and, with recovery,
+    # be replayed a second time).
     body = encode_payload(frames).encode()
     await respond(send, 200, body, [TEXT_PLAIN, *engine.cors_headers(scope)])
 
@@ -162,20 +165,26 @@ async def _post(
         try:
             body = await _read_body(receive, engine.max_payload)
             packets = decode_payload(body, engine.max_payload)
+            for packet in packets:
+                await engine.receive_packet(session, packet)
         except PayloadTooLarge as exc:
-            logger.info("session %s: %s", session.sid, exc)
+            refuse("session %s: %s; closing it", session.sid, exc)
             session.close("transport error")
             await respond(
                 send, 413, b"Payload Too Large", [TEXT_PLAIN, *engine.cors_headers(scope)]
             )
             return
         except ProtocolError as exc:
-            logger.info("session %s: %s", session.sid, exc)
-            session.close("parse error")
+            engine.protocol_error(session, exc)
             await respond_error(engine, scope, send, HandshakeError.BAD_REQUEST)
             return
-        for packet in packets:
-            await engine.receive_packet(session, packet)
+        except _ClientGone:
+            session.close("transport close")
+            return
+        except Exception:
+            engine.internal_error(session)
+            await respond(send, 500, b"Internal Server Error", [TEXT_PLAIN])
+            return
     finally:
         session.polling_post = False
     await respond(send, 200, b"ok", [TEXT_HTML, *engine.cors_headers(scope)])
@@ -187,7 +196,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise ProtocolError("expected a request body, got a disconnect")
+            raise _ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

@@ -17,11 +17,13 @@ from urllib.parse import parse_qsl, urlsplit
 import anyio
 import anyio.abc
 
+from rooms._log import bad_input
 from rooms._types import Clock, Receive, Scope, Send
 from rooms.engine.flusher import Flusher
 from rooms.engine.heartbeat import Heartbeat
 from rooms.engine.session import Session, State
-from rooms.exceptions import RoomsError
+from rooms.exceptions import ProtocolError, RoomsError
+from rooms.lifespan import serve_lifespan
 from rooms.protocol.engineio import (
     PROTOCOL_VERSION,
     HandshakeError,
@@ -61,7 +63,13 @@ class EngineServer:
       ``"transport error"``, ``"ping timeout"``, ``"parse error"``, ``"forced close"``,
       ``"server shutting down"``).
 
-    Times are seconds (floats); they are advertised to clients in whole milliseconds.
+    An ``on_message`` that raises :class:`~rooms.ProtocolError` closes the session as a
+    parse error (websocket close 1002; HTTP 400 on long-polling); any other exception is
+    logged at ERROR and closes it too. Errors of the other callbacks are logged and end there.
+
+    Times are seconds (floats); they are advertised to clients in whole milliseconds. Each
+    session's outbox holds at most ``max_outbox`` frames and ``max_outbox_bytes`` bytes; a
+    closing session gets ``ping_timeout`` to deliver what is left, then it is aborted.
     """
 
     def __init__(
@@ -77,6 +85,7 @@ class EngineServer:
         cors_allowed_origins: str | Iterable[str] | None = None,
         cors_credentials: bool = True,
         max_outbox: int = 4096,
+        max_outbox_bytes: int = 16 * 1024 * 1024,
         upgrade_timeout: float = 10.0,
         writer_linger: float = 5.0,
         stall_after: float = 0.1,
@@ -97,7 +106,13 @@ class EngineServer:
         self.ping_timeout = ping_timeout
         self.max_payload = max_payload
         self.transports = tuple(transports)
+        if max_outbox < 1 or max_outbox_bytes < 1:
+            raise ValueError(
+                f"expected a positive max_outbox and max_outbox_bytes, got {max_outbox} and "
+                f"{max_outbox_bytes}"
+            )
         self.max_outbox = max_outbox
+        self.max_outbox_bytes = max_outbox_bytes
         self.upgrade_timeout = upgrade_timeout
         # How long an idle websocket writer task waits for more frames before it ends.
         self.writer_linger = writer_linger
@@ -105,6 +120,8 @@ class EngineServer:
         self.clock: Clock = clock or anyio.current_time
         self.sessions: dict[str, Session] = {}
         self.heartbeat = Heartbeat(ping_interval, ping_timeout, self._now)
+        # A closing session delivers what is left within this, or is aborted.
+        self._closing = self.heartbeat.lane(ping_timeout)
         # Sends frames nobody else is sending; a stalled send gets its own writer.
         self.flusher = Flusher(stall_after)
         self.heartbeat.sweep_every = writer_linger
@@ -134,6 +151,11 @@ class EngineServer:
         return register
 
     # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def is_running(self) -> bool:
+        """Between startup and shutdown (``running()``)."""
+        return self._tg is not None
 
     @property
     def running_group(self) -> anyio.abc.TaskGroup:
@@ -178,7 +200,7 @@ class EngineServer:
         from rooms.engine import polling, websocket
 
         if scope["type"] == "lifespan":
-            await serve_lifespan(self, receive, send)
+            await serve_lifespan(self, None, scope, receive, send)
             return
         forwarder = self.forwarder
         if forwarder is not None:
@@ -200,18 +222,18 @@ class EngineServer:
     ) -> HandshakeError | None:
         """The checks every request passes before it reaches a session."""
         if query.get("EIO") != PROTOCOL_VERSION:
-            logger.info("expected EIO=%s, got %r", PROTOCOL_VERSION, query.get("EIO"))
+            refuse("expected EIO=%s, got %.40r", PROTOCOL_VERSION, query.get("EIO"))
             return HandshakeError.UNSUPPORTED_PROTOCOL_VERSION
         requested = query.get("transport")
         if requested not in self.transports:
-            logger.info("expected a transport from %s, got %r", self.transports, requested)
+            refuse("expected a transport from %s, got %.40r", self.transports, requested)
             return HandshakeError.UNKNOWN_TRANSPORT
         if requested != transport:
-            logger.info("expected transport=%s on this request, got %r", transport, requested)
+            refuse("expected transport=%s on this request, got %.40r", transport, requested)
             return HandshakeError.BAD_REQUEST
         origin = header(scope, b"origin")
         if origin is not None and not self.origin_allowed(scope, origin):
-            logger.info("expected an allowed origin, got %r", origin)
+            refuse("expected an allowed origin, got %.80r", origin)
             return HandshakeError.FORBIDDEN
         return None
 
@@ -226,10 +248,21 @@ class EngineServer:
         return isinstance(allowed, frozenset) and origin in allowed
 
     def cors_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        """CORS headers for a cross-origin request, only if its origin is allowed.
+
+        ``"*"`` answers ``*`` and never allows credentials (browsers refuse the pair anyway);
+        a listed origin is echoed back, with credentials if ``cors_credentials``. Same-origin
+        requests need no CORS headers, and a refused origin gets none.
+        """
         origin = header(scope, b"origin")
-        if origin is None or self._origins is None:
+        allowed = self._origins
+        if origin is None or allowed is None:
             return []
-        headers = [(b"access-control-allow-origin", origin.encode("latin-1"))]
+        if allowed == "*":
+            return [(b"access-control-allow-origin", b"*")]
+        if not isinstance(allowed, frozenset) or origin not in allowed:
+            return []
+        headers = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
         if self.cors_credentials:
             headers.append((b"access-control-allow-credentials", b"true"))
         return headers
@@ -237,7 +270,7 @@ class EngineServer:
     async def open_session(self, scope: Scope, transport: str) -> Session | None:
         """Create a session and queue its OPEN packet; None if on_connect refused it."""
         sid = self.sid_prefix + secrets.token_urlsafe(15)
-        session = Session(self, sid, transport, scope, self.max_outbox)
+        session = Session(self, sid, transport, scope, self.max_outbox, self.max_outbox_bytes)
         upgrades = (
             ["websocket"] if transport == "polling" and "websocket" in self.transports else []
         )
@@ -290,18 +323,31 @@ class EngineServer:
         elif ptype is PacketType.NOOP:
             pass
         else:
-            logger.info(
+            bad_input.log(
+                logging.INFO,
                 "session %s: expected MESSAGE, PONG or CLOSE from the client, got %s; ignored",
                 session.sid,
                 ptype.name,
             )
 
+    def protocol_error(self, session: Session, error: ProtocolError) -> None:
+        """The peer broke the protocol: say what was expected, close its session."""
+        bad_input.log(logging.INFO, "session %s: %s; closing it", session.sid, error)
+        session.close("parse error")
+
+    def internal_error(self, session: Session) -> None:
+        """Handling the peer's input raised an unexpected error (a bug, ours or a
+        callback's): log it with its traceback and close that session only."""
+        logger.exception("session %s: handling its input failed; closing it", session.sid)
+        session.close("transport error")
+
     # ------------------------------------------------------------------ teardown
 
-    def _session_closed(self, session: Session, reason: str) -> None:
-        if session.transport == "polling" and not session.polling_get:
-            # No poll in flight to carry the CLOSE; keep the session findable for a while.
-            self.heartbeat.reap(session)
+    def session_closed(self, session: Session, reason: str) -> None:
+        """Called by a session as it starts closing (once)."""
+        # What is left (and the close) must be delivered before this deadline, or the
+        # session is aborted: a peer that never reads cannot keep it.
+        self._closing.add(session.abort)
         if self.on_disconnect is not None:
             try:
                 result = self.on_disconnect(session, reason)
@@ -317,7 +363,8 @@ class EngineServer:
         if self.writers:
             self.heartbeat.sweep_soon()
 
-    def _session_finished(self, session: Session) -> None:
+    def session_finished(self, session: Session) -> None:
+        """Called by a session once it is CLOSED: forget it."""
         if self.sessions.get(session.sid) is session:
             del self.sessions[session.sid]
             if not self.sessions and self._emptied is not None:
@@ -337,6 +384,11 @@ async def _maybe_await(value: Any) -> Any:
     return value
 
 
+def refuse(message: str, *args: Any) -> None:
+    """Log a refused request (hostile clients repeat them: rate-limited)."""
+    bad_input.log(logging.INFO, message, *args)
+
+
 def header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key == name:
@@ -347,19 +399,6 @@ def header(scope: Scope, name: bytes) -> str | None:
 def parse_query(scope: Scope) -> dict[str, str]:
     raw = scope.get("query_string", b"")
     return dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True)) if raw else {}
-
-
-async def serve_lifespan(server: Any, receive: Receive, send: Send) -> None:
-    """Answer ASGI lifespan for an app that is only ``server`` (no app behind it)."""
-    async with server.running():
-        message = await receive()
-        if message["type"] != "lifespan.startup":
-            return
-        await send({"type": "lifespan.startup.complete"})
-        message = await receive()
-        await server.shutdown()
-        if message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
 
 
 def _origin_policy(allowed: str | Iterable[str] | None) -> frozenset[str] | str | None:

@@ -16,17 +16,23 @@ reply path has no task switch. Frames queued by anyone else (broadcasts, pings) 
 session's carrier: the pending long-poll GET wakes, or the websocket writer runs. An idle
 connection therefore holds no writer task at all.
 
-Slow-consumer policy: the outbox holds at most ``max_outbox`` frames. When it is full, a
-volatile frame is dropped (and counted); any other frame closes the session with reason
-``"transport error"``, because silently dropping a non-volatile message would be a lie and
-queueing it would make memory unbounded.
+Slow-consumer policy: the outbox holds at most ``max_outbox`` frames and ``max_outbox_bytes``
+bytes (a text frame counts its length; a frame arriving at an empty outbox always fits). When
+it is full, a volatile frame is dropped (and counted); any other frame closes the session
+with reason ``"transport error"``, because silently dropping a non-volatile message would be
+a lie and queueing it would make memory unbounded. The queued frames are released at once:
+a client that is not reading will not read them.
+
+A closing session is given ``close_timeout`` seconds to deliver what is left and its close;
+then it is aborted (its transport's sends and reads cancelled) and finished, whether or not
+the peer ever reads again.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -47,6 +53,11 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+def frames_size(frames: Sequence[Frame]) -> int:
+    """What ``frames`` count against ``max_outbox_bytes``."""
+    return sum(map(len, frames))
+
+
 class Carrier(Protocol):
     """The transport side of a session that sends frames nobody else is sending."""
 
@@ -62,11 +73,19 @@ class Carrier(Protocol):
     def in_reader(self) -> bool:
         """Whether the calling task is the one reading (and dispatching for) the peer."""
 
+    def discard(self) -> None:
+        """Drop the frames a send in progress still holds (the session overflowed)."""
+
+    def abort(self) -> None:
+        """Cancel every send and read in progress: the session is being finished."""
+
 
 class Session:
     """An Engine.IO session. Handed to callbacks; constructed only by the engine."""
 
     __slots__ = (
+        "__weakref__",
+        "_bytes",
         "_outbox",
         "_room",
         "_waiter",
@@ -78,6 +97,7 @@ class Session:
         "engine",
         "flushing",
         "max_outbox",
+        "max_outbox_bytes",
         "ping_seq",
         "polling_get",
         "polling_post",
@@ -89,7 +109,13 @@ class Session:
     )
 
     def __init__(
-        self, engine: EngineServer, sid: str, transport: str, scope: Scope, max_outbox: int
+        self,
+        engine: EngineServer,
+        sid: str,
+        transport: str,
+        scope: Scope,
+        max_outbox: int,
+        max_outbox_bytes: int,
     ) -> None:
         self.engine = engine
         self.sid = sid
@@ -97,6 +123,7 @@ class Session:
         self.scope = scope
         self.state = State.OPEN
         self.max_outbox = max_outbox
+        self.max_outbox_bytes = max_outbox_bytes
         self.close_reason: str | None = None
         self.dropped = 0
         # Heartbeat bookkeeping (see heartbeat.py): which ping is outstanding.
@@ -114,6 +141,7 @@ class Session:
         # inside that dispatch must send for itself (nobody else will while it waits).
         self.dispatching = False
         self._outbox: list[Frame] = []
+        self._bytes = 0  # what the outbox holds, as frames_size() counts it
         self._waiter: anyio.Event | None = None  # a long-poll GET waiting for frames
         self._room: anyio.Event | None = None  # a producer waiting for the outbox to drain
 
@@ -129,16 +157,29 @@ class Session:
         """How many frames wait in the outbox."""
         return len(self._outbox)
 
+    @property
+    def queued_bytes(self) -> int:
+        """How much the waiting frames count against ``max_outbox_bytes``."""
+        return self._bytes
+
     # ------------------------------------------------------------------ sending
+
+    def _fits(self, count: int, size: int) -> bool:
+        outbox = self._outbox
+        if len(outbox) + count > self.max_outbox:
+            return False
+        return not outbox or self._bytes + size <= self.max_outbox_bytes
 
     def send(self, frame: Frame, volatile: bool = False) -> bool:
         """Queue one frame without waiting. Returns False if it was not queued."""
         if self.state is State.CLOSING or self.state is State.CLOSED:
             return False
-        outbox = self._outbox
-        if len(outbox) >= self.max_outbox:
+        size = len(frame)
+        if not self._fits(1, size):
             return self._overflow(volatile)
+        outbox = self._outbox
         outbox.append(frame)
+        self._bytes += size
         if len(outbox) == 1 and not self.flushing:
             self._kick()
         return True
@@ -147,15 +188,22 @@ class Session:
         """Send an Engine.IO MESSAGE (text or binary): the bare Engine.IO API."""
         return self.send(message_frame(data))
 
-    def send_many(self, frames: Iterable[Frame], count: int, volatile: bool = False) -> bool:
-        """Queue frames that must travel together (a packet and its attachments)."""
+    def send_many(
+        self, frames: Sequence[Frame], volatile: bool = False, size: int | None = None
+    ) -> bool:
+        """Queue frames that must travel together (a packet and its attachments).
+        ``size`` is ``frames_size(frames)`` when the caller knows it already (a broadcast
+        computes it once for every recipient)."""
         if self.state is State.CLOSING or self.state is State.CLOSED:
             return False
-        outbox = self._outbox
-        if len(outbox) + count > self.max_outbox:
+        if size is None:
+            size = frames_size(frames)
+        if not self._fits(len(frames), size):
             return self._overflow(volatile)
+        outbox = self._outbox
         was_empty = not outbox
         outbox.extend(frames)
+        self._bytes += size
         if was_empty and not self.flushing:
             self._kick()
         return True
@@ -168,10 +216,10 @@ class Session:
         """
         carrier = self.carrier
         if carrier is None or self.flushing:
-            return self.send_many(frames, len(frames), volatile)
+            return self.send_many(frames, volatile)
         self.flushing = True  # hold off kicks: we send what we queue
         try:
-            queued = self.send_many(frames, len(frames), volatile)
+            queued = self.send_many(frames, volatile)
         finally:
             self.flushing = False
         if queued:
@@ -190,20 +238,32 @@ class Session:
         self.dropped += 1
         if not volatile:
             logger.warning(
-                "session %s: expected the client to keep up, got %d frames queued "
-                "(max_outbox); closing it as a slow consumer",
+                "session %s: expected the client to keep up, got %d frames (%d bytes) queued "
+                "(max_outbox %d, max_outbox_bytes %d); closing it as a slow consumer",
                 self.sid,
                 len(self._outbox),
+                self._bytes,
+                self.max_outbox,
+                self.max_outbox_bytes,
             )
+            # Released now: a client that does not read will not read these either (with
+            # connection state recovery, it gets them from the log when it comes back).
+            self._clear()
+            if self.carrier is not None:
+                self.carrier.discard()
             self.close("transport error")
         return False
+
+    def _clear(self) -> None:
+        self._outbox = []
+        self._bytes = 0
 
     # ------------------------------------------------------------------ draining
 
     def take(self) -> list[Frame]:
         """Take every queued frame (the caller sends them and owns the list)."""
         frames = self._outbox
-        self._outbox = []
+        self._clear()
         if self._room is not None:
             self._made_room()
         return frames
@@ -213,6 +273,7 @@ class Session:
         (the websocket drain reuses two lists instead of allocating one per flush)."""
         frames = self._outbox
         self._outbox = spare
+        self._bytes = 0
         if self._room is not None:
             self._made_room()
         return frames
@@ -222,12 +283,13 @@ class Session:
         if room is not None:
             room.set()
 
-    async def wait_room(self, count: int) -> bool:
-        """Wait until ``count`` more frames fit in the outbox; False if the session closes
-        first. For producers of long runs (a recovery's replay) that must not overflow it."""
+    async def wait_room(self, frames: Sequence[Frame]) -> bool:
+        """Wait until ``frames`` fit in the outbox; False if the session closes first. For
+        producers of long runs (a recovery's replay) that must not overflow it."""
+        count, size = len(frames), frames_size(frames)
         if count > self.max_outbox:
             return not self.closed  # no room will ever do: the send overflows, as any would
-        while len(self._outbox) + count > self.max_outbox:
+        while not self._fits(count, size):
             if self.closed:
                 return False
             carrier = self.carrier
@@ -269,7 +331,8 @@ class Session:
     # ------------------------------------------------------------------ closing
 
     def close(self, reason: str = "forced close") -> None:
-        """Close the session: queued frames still drain, then the transport closes.
+        """Close the session: queued frames still drain, then the transport closes; past
+        the engine's ``close_timeout`` it is aborted.
 
         Idempotent; the engine's disconnect callback runs once, with the first reason.
         """
@@ -281,7 +344,17 @@ class Session:
         self._made_room()  # a waiting producer learns it is closed
         if self.carrier is not None and not self.flushing:
             self.carrier.kick()
-        self.engine._session_closed(self, reason)
+        self.engine.session_closed(self, reason)
+
+    def abort(self) -> None:
+        """The close deadline passed (or the transport must go now): cancel what the
+        transport is doing and finish."""
+        if self.state is State.CLOSED:
+            return
+        carrier = self.carrier
+        self.finish()
+        if carrier is not None:
+            carrier.abort()
 
     def finish(self) -> None:
         """The transport is gone: nothing more will be drained."""
@@ -289,7 +362,7 @@ class Session:
             if self.state is not State.CLOSING:
                 self.close("transport close")
             self.state = State.CLOSED
-            self._outbox = []
+            self._clear()
             self.wake()
             self._made_room()
-            self.engine._session_finished(self)
+            self.engine.session_finished(self)

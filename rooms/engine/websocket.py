@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from rooms._types import Receive, Scope, Send
-from rooms.engine.server import parse_query
+from rooms.engine.server import parse_query, refuse
 from rooms.engine.session import Session, State
 from rooms.exceptions import ProtocolError
 from rooms.protocol.engineio import (
@@ -34,16 +34,25 @@ CLOSE_NORMAL = 1000
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_UNSUPPORTED_DATA = 1007
 CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
 
 
-class _PeerGone(Exception):
-    """The websocket went away under us."""
+class PeerGone(Exception):
+    """The ASGI server failed a send or a receive: the peer (or its connection) is gone.
+
+    Only what ``send``/``receive`` raise becomes this; any other exception is a bug and is
+    reported as one, never mistaken for a peer that went away.
+    """
 
 
 async def handle(engine: EngineServer, scope: Scope, receive: Receive, send: Send) -> None:
     query = parse_query(scope)
     error = engine.check_request(scope, query, "websocket")
-    connect = await receive()
+    try:
+        connect = await receive()
+    except Exception as exc:
+        logger.debug("websocket handshake read failed: %r", exc)
+        return
     if connect["type"] != "websocket.connect":
         return
     if error is not None:
@@ -56,16 +65,18 @@ async def handle(engine: EngineServer, scope: Scope, receive: Receive, send: Sen
         if session is None:
             await deny(scope, send, HandshakeError.FORBIDDEN)
             return
-        await send({"type": "websocket.accept"})
-        await _run(engine, session, receive, send)
+        if await _accept(send):
+            await _run(engine, session, receive, send)
+        else:
+            session.finish()
         return
     session = engine.sessions.get(sid)
     if session is None:
-        logger.info("expected a known sid for an upgrade, got %r", sid)
+        refuse("expected a known sid for an upgrade, got %.40r", sid)
         await deny(scope, send, HandshakeError.UNKNOWN_SID)
         return
     if session.transport != "polling" or session.state is not State.OPEN:
-        logger.info(
+        refuse(
             "session %s: expected one upgrade from polling, got a second websocket "
             "while it is %s on %s",
             sid,
@@ -74,29 +85,40 @@ async def handle(engine: EngineServer, scope: Scope, receive: Receive, send: Sen
         )
         await deny(scope, send, HandshakeError.BAD_REQUEST)
         return
-    await send({"type": "websocket.accept"})
-    if await _upgrade(engine, session, receive, send):
+    if await _accept(send) and await _upgrade(engine, session, receive, send):
         await _run(engine, session, receive, send)
+
+
+async def _accept(send: Send) -> bool:
+    try:
+        await send({"type": "websocket.accept"})
+    except Exception as exc:  # the client left during the handshake
+        logger.debug("websocket accept failed: %r", exc)
+        return False
+    return True
 
 
 async def deny(scope: Scope, send: Send, error: HandshakeError) -> None:
     """Refuse before accepting: a JSON body when the server supports it, else a close."""
     status = 403 if error is HandshakeError.FORBIDDEN else 400
-    if "websocket.http.response" in scope.get("extensions", {}) or {}:
-        body = error.body()
-        await send(
-            {
-                "type": "websocket.http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "websocket.http.response.body", "body": body})
-    else:
-        await send({"type": "websocket.close", "code": CLOSE_PROTOCOL_ERROR})
+    try:
+        if "websocket.http.response" in scope.get("extensions", {}) or {}:
+            body = error.body()
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await send({"type": "websocket.close", "code": CLOSE_PROTOCOL_ERROR})
+    except Exception as exc:  # the client left before hearing it
+        logger.debug("websocket refusal could not be sent: %r", exc)
 
 
 async def _upgrade(engine: EngineServer, session: Session, receive: Receive, send: Send) -> bool:
@@ -107,10 +129,13 @@ async def _upgrade(engine: EngineServer, session: Session, receive: Receive, sen
             if probe != "2probe":
                 raise ProtocolError(f"expected '2probe' to start the upgrade, got {probe[:16]!r}")
             if session.state is not State.OPEN:
-                raise _PeerGone
+                raise PeerGone
             session.state = State.UPGRADING
             session.wake()  # a pending GET answers NOOP, so the client can pause polling
-            await send({"type": "websocket.send", "text": PONG_PROBE})
+            try:
+                await send({"type": "websocket.send", "text": PONG_PROBE})
+            except Exception as exc:
+                raise PeerGone from exc
             while True:
                 message = await _receive_text(receive)
                 if message == "5":
@@ -119,15 +144,15 @@ async def _upgrade(engine: EngineServer, session: Session, receive: Receive, sen
                     continue  # a late ping probe or noop is harmless
                 raise ProtocolError(f"expected '5' to finish the upgrade, got {message[:16]!r}")
             if session.state is not State.UPGRADING:
-                raise _PeerGone
+                raise PeerGone
             session.transport = "websocket"
             session.state = State.OPEN
             session.wake()
             return True
         except ProtocolError as exc:
-            logger.info("session %s: upgrade failed: %s", session.sid, exc)
+            refuse("session %s: upgrade failed: %s", session.sid, exc)
             await _close_quietly(send, CLOSE_PROTOCOL_ERROR)
-        except _PeerGone:
+        except PeerGone:
             pass
     if session.state is State.UPGRADING:
         session.state = State.OPEN  # stay on polling
@@ -136,9 +161,12 @@ async def _upgrade(engine: EngineServer, session: Session, receive: Receive, sen
 
 
 async def _receive_text(receive: Receive) -> str:
-    message = await receive()
+    try:
+        message = await receive()
+    except Exception as exc:
+        raise PeerGone from exc
     if message["type"] == "websocket.disconnect":
-        raise _PeerGone
+        raise PeerGone
     text = message.get("text")
     if text is None:
         raise ProtocolError("expected a text frame during the upgrade, got binary")
@@ -172,6 +200,7 @@ class Pump:
     """
 
     __slots__ = (
+        "_batch",
         "_done",
         "_flushed",
         "_idle_since",
@@ -179,11 +208,13 @@ class Pump:
         "_send",
         "_spare",
         "_wake",
+        "aborted",
         "close_code",
         "close_sent",
         "engine",
         "peer_gone",
         "reader",
+        "reader_scope",
         "scheduled",
         "session",
         "slow",
@@ -196,11 +227,14 @@ class Pump:
         self._send = send
         self._idle_since = 0.0
         self._spare: list[Frame] | None = []
+        self._batch: list[Frame] | None = None  # the frames a drain is sending
         self.writing = False
         self._wake: anyio.Event | None = None
         self._done: anyio.Event | None = None
         self._scope: anyio.CancelScope | None = None
+        self.reader_scope: anyio.CancelScope | None = None
         self.peer_gone = False
+        self.aborted = False
         self.reader = 0  # the id of the task reading this websocket
         self.close_sent = False
         self.close_code = CLOSE_NORMAL
@@ -212,6 +246,8 @@ class Pump:
         return anyio.get_current_task().id == self.reader
 
     def kick(self) -> None:
+        if self.aborted:
+            return
         if not self.slow and not self.writing and self.engine.flusher.running:
             if not self.scheduled:
                 self.scheduled = True
@@ -237,6 +273,24 @@ class Pump:
             self._wake = _PARK
             wake.set()
 
+    def discard(self) -> None:
+        batch = self._batch
+        if batch is not None:
+            batch.clear()  # the drain's loop ends after the frame it is sending
+
+    def abort(self) -> None:
+        """Cancel the sends in progress and the reader's wait: the ASGI task returns, and
+        the ASGI server drops the connection. Every task that sends for this session runs
+        in a scope of its own to cancel: the reader's, the writer's, or a flusher that
+        stalled on it (the flusher's hand-off gives it one)."""
+        self.aborted = True
+        self.peer_gone = True  # nothing more goes out, not even a close frame
+        self.discard()
+        for scope in (self._scope, self.reader_scope):
+            if scope is not None:
+                scope.cancel()
+        self.engine.flusher.abandon(self)
+
     async def flush(self) -> None:
         """Send what is queued, and the close frame once the session is closing."""
         session = self.session
@@ -247,10 +301,13 @@ class Pump:
             await self.drain()
             if session.state is State.CLOSING:
                 await self.send_close()
-        except Exception as exc:  # ASGI servers signal a vanished peer with their own types
-            logger.debug("session %s: send failed: %r", session.sid, exc)
+        except PeerGone as exc:
+            logger.debug("session %s: send failed: %r", session.sid, exc.__cause__)
             self.peer_gone = True
             session.close("transport error")
+        except Exception:  # a bug, not a peer: say so, and end only this session
+            self.peer_gone = True
+            self.engine.internal_error(session)
         finally:
             session.flushing = False
             flushed = self._flushed
@@ -259,26 +316,38 @@ class Pump:
                 flushed.set()
 
     async def drain(self) -> None:
-        """Send everything queued; the caller holds ``session.flushing``."""
+        """Send everything queued; the caller holds ``session.flushing``. Raises
+        :class:`PeerGone` if the ASGI server fails a send."""
         session = self.session
         send = self._send
-        while session._outbox:
+        while session.queued and not self.aborted:
             # Two lists take turns as outbox and batch; a failed send leaves none to reuse.
             spare = self._spare if self._spare is not None else []
             self._spare = None
-            frames = session.swap(spare)
-            for frame in frames:
-                if type(frame) is str:
-                    await send({"type": "websocket.send", "text": frame})
-                else:
-                    await send({"type": "websocket.send", "bytes": frame})
+            frames = self._batch = session.swap(spare)
+            try:
+                for frame in frames:
+                    if type(frame) is str:
+                        await send({"type": "websocket.send", "text": frame})
+                    else:
+                        await send({"type": "websocket.send", "bytes": frame})
+            except Exception as exc:
+                raise PeerGone from exc
+            finally:
+                self._batch = None
             frames.clear()
             self._spare = frames
 
     async def send_close(self) -> None:
         if not self.close_sent and not self.peer_gone:
             self.close_sent = True
-            await self._send({"type": "websocket.close", "code": self.close_code})
+            code = self.close_code
+            if code == CLOSE_NORMAL and self.session.close_reason == "parse error":
+                code = CLOSE_PROTOCOL_ERROR  # whoever found the violation (a timer, too)
+            try:
+                await self._send({"type": "websocket.close", "code": code})
+            except Exception as exc:
+                raise PeerGone from exc
 
     async def _writer(self) -> None:
         session = self.session
@@ -306,6 +375,8 @@ class Pump:
 
     async def stop(self, timeout: float) -> None:
         """Wait for the writer to finish (cancelling it past ``timeout``), then close."""
+        if self.aborted:
+            return
         if self._wake is not None:
             self.kick()  # a lingering writer: let it see the session is closing
         if self.writing and self._done is not None:
@@ -327,74 +398,11 @@ async def _run(engine: EngineServer, session: Session, receive: Receive, send: S
     pump = Pump(engine, session, send)
     pump.reader = anyio.get_current_task().id  # this task: see Session.wait_room
     session.carrier = pump
-    max_payload = engine.max_payload
     try:
-        if session._outbox:  # the OPEN packet, or what queued during the upgrade
-            await pump.flush()
-        while True:
-            message = await receive()
-            mtype = message["type"]
-            if mtype == "websocket.disconnect":
-                pump.peer_gone = True
-                session.close("transport close")
-                break
-            if mtype != "websocket.receive":
-                continue
-            data: Any = message.get("text")
-            if data is None:
-                data = message.get("bytes")
-                if data is None:
-                    continue
-            if len(data) > max_payload:
-                logger.info(
-                    "session %s: expected a frame of at most %d bytes, got %d",
-                    session.sid,
-                    max_payload,
-                    len(data),
-                )
-                pump.close_code = CLOSE_TOO_BIG
-                session.close("transport error")
-                break
-            # The common frame, a text MESSAGE, goes straight to the callback; anything else
-            # is decoded into a Packet first.
-            text: str | None = data[1:] if type(data) is str and data[:1] == "4" else None
-            if text is None:
-                try:
-                    packet = decode_frame(data)
-                except ProtocolError as exc:
-                    logger.info("session %s: %s", session.sid, exc)
-                    pump.close_code = CLOSE_PROTOCOL_ERROR
-                    session.close("parse error")
-                    break
-                if packet.type is PacketType.PING and packet.data == "probe":
-                    logger.info(
-                        "session %s: expected no probe on an open websocket, got one",
-                        session.sid,
-                    )
-                    continue
-            held = not session.flushing  # else another task is sending: it takes our output
-            if held:
-                session.flushing = True  # what this dispatch queues, this task sends
-                session.dispatching = True
-            try:
-                if text is not None:
-                    pending = engine.dispatch_message(session, text)
-                    if pending is not None:
-                        await pending
-                else:
-                    await engine.receive_packet(session, packet)
-                if held:
-                    await pump.drain()
-            finally:
-                if held:
-                    session.flushing = False
-                    session.dispatching = False
-            if session.closed:
-                break
-    except Exception as exc:  # a failed send: the peer is gone
-        logger.debug("session %s: transport failed: %r", session.sid, exc)
-        pump.peer_gone = True
-        session.close("transport error")
+        with anyio.CancelScope() as pump.reader_scope:  # abort() cancels the wait for input
+            if session.queued:  # the OPEN packet, or what queued during the upgrade
+                await pump.flush()
+            await _read(engine, session, pump, receive)
     finally:
         if not session.closed:
             session.close("transport close")
@@ -402,3 +410,74 @@ async def _run(engine: EngineServer, session: Session, receive: Receive, send: S
         with anyio.CancelScope(shield=True):
             await pump.stop(engine.ping_timeout)
         session.finish()
+
+
+async def _read(engine: EngineServer, session: Session, pump: Pump, receive: Receive) -> None:
+    """Read and dispatch until the session closes or the peer goes."""
+    max_payload = engine.max_payload
+    while not session.closed:
+        try:
+            message = await receive()
+        except Exception as exc:  # the ASGI server's way of saying the connection broke
+            logger.debug("session %s: receive failed: %r", session.sid, exc)
+            pump.peer_gone = True
+            session.close("transport error")
+            return
+        mtype = message["type"]
+        if mtype == "websocket.disconnect":
+            pump.peer_gone = True
+            session.close("transport close")
+            return
+        if mtype != "websocket.receive":
+            continue
+        data: Any = message.get("text")
+        if data is None:
+            data = message.get("bytes")
+            if data is None:
+                continue
+        if len(data) > max_payload:
+            refuse(
+                "session %s: expected a frame of at most %d bytes, got %d; closing it",
+                session.sid,
+                max_payload,
+                len(data),
+            )
+            pump.close_code = CLOSE_TOO_BIG
+            session.close("transport error")
+            return
+        held = not session.flushing  # else another task is sending: it takes our output
+        if held:
+            session.flushing = True  # what this dispatch queues, this task sends
+            session.dispatching = True
+        try:
+            await _dispatch(engine, session, data)
+            if held:
+                await pump.drain()
+        except PeerGone as exc:
+            logger.debug("session %s: send failed: %r", session.sid, exc.__cause__)
+            pump.peer_gone = True
+            session.close("transport error")
+        except ProtocolError as exc:
+            engine.protocol_error(session, exc)
+        except Exception:
+            pump.close_code = CLOSE_INTERNAL_ERROR
+            engine.internal_error(session)
+        finally:
+            if held:
+                session.flushing = False
+                session.dispatching = False
+
+
+async def _dispatch(engine: EngineServer, session: Session, data: str | bytes) -> None:
+    # The common frame, a text MESSAGE, goes straight to the callback; anything else is
+    # decoded into a Packet first.
+    if type(data) is str and data[:1] == "4":
+        pending = engine.dispatch_message(session, data[1:])
+        if pending is not None:
+            await pending
+        return
+    packet = decode_frame(data)
+    if packet.type is PacketType.PING and packet.data == "probe":
+        refuse("session %s: expected no probe on an open websocket, got one", session.sid)
+        return
+    await engine.receive_packet(session, packet)

@@ -92,7 +92,7 @@ def test_ack_ids_are_safe_integers(fast: bool) -> None:
 def test_what_json_parse_refuses_is_a_protocol_error(value: str) -> None:
     text = f'2["bcast","r",{value}]'
     assert decode_main_event(text) is None
-    with pytest.raises(ProtocolError, match="JSON.parse accepts|finite number"):
+    with pytest.raises(ProtocolError, match=r"JSON\.parse accepts|finite number"):
         Decoder().feed(text)
 
 
@@ -151,12 +151,12 @@ def test_encoding_unbounded_nesting_raises_value_error_not_recursion_error() -> 
 def test_circular_data_raises_value_error_naming_the_event() -> None:
     loop: dict[str, object] = {}
     loop["self"] = loop
-    with pytest.raises(ValueError, match="cannot send event 'loop'.*[Cc]ircular"):
+    with pytest.raises(ValueError, match=r"cannot send event 'loop'.*[Cc]ircular"):
         encode_event("/", "loop", [loop])
 
 
 def test_unencodable_types_raise_type_error_naming_the_event() -> None:
-    with pytest.raises(TypeError, match="cannot send event 'obj'.*object"):
+    with pytest.raises(TypeError, match=r"cannot send event 'obj'.*object"):
         encode_event("/", "obj", [object()])
 
 

@@ -1,0 +1,32 @@
+"""Every task the server starts is guarded: whatever it raises is logged at ERROR, with what
+the task was, and ends there, never in the server's task group (which it would cancel,
+stopping every other handler of the process)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio.abc
+
+
+async def guarded(
+    logger: logging.Logger, what: str, func: Callable[..., Awaitable[Any]], *args: Any
+) -> None:
+    """Await ``func(*args)``; log an exception it raises as ``what`` failing."""
+    try:
+        await func(*args)
+    except Exception:
+        logger.exception("%s failed", what)
+
+
+def spawn(
+    tg: anyio.abc.TaskGroup,
+    logger: logging.Logger,
+    what: str,
+    func: Callable[..., Awaitable[Any]],
+    *args: Any,
+) -> None:
+    """Start ``func(*args)`` in ``tg``, guarded."""
+    tg.start_soon(guarded, logger, what, func, *args)
