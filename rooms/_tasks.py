@@ -12,19 +12,20 @@ import anyio.abc
 
 
 async def guarded(
-    logger: logging.Logger, what: str, func: Callable[..., Awaitable[Any]], *args: Any
+    logger: logging.Logger, what: str | None, func: Callable[..., Awaitable[Any]], *args: Any
 ) -> None:
-    """Await ``func(*args)``; log an exception it raises as ``what`` failing."""
+    """Await ``func(*args)``; log an exception it raises as ``what`` (by default, the
+    function's name) failing."""
     try:
         await func(*args)
     except Exception:
-        logger.exception("%s failed", what)
+        logger.exception("%s failed", what or getattr(func, "__qualname__", func))
 
 
 def spawn(
     tg: anyio.abc.TaskGroup,
     logger: logging.Logger,
-    what: str,
+    what: str | None,
     func: Callable[..., Awaitable[Any]],
     *args: Any,
 ) -> None:

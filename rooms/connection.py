@@ -142,6 +142,7 @@ class Connection:
         self.session.close(reason)
 
     def closed(self, reason: str) -> None:
+        self.decoder.reset()  # attachments held for an unfinished packet go now
         sockets = list(self.sockets.values())
         self.sockets.clear()
         for socket in sockets:

@@ -362,8 +362,7 @@ class Server:
     ) -> None:
         """Run ``func(*args)`` in the server's task group. What it raises is logged at
         ERROR (as ``what`` failing) and ends there: the server keeps serving."""
-        name = what if what is not None else getattr(func, "__qualname__", repr(func))
-        spawn(self.engine.running_group, logger, name, func, *args)
+        spawn(self.engine.running_group, logger, what, func, *args)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

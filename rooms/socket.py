@@ -138,16 +138,24 @@ class Socket:
     call = emit_with_ack
     """``call`` is python-socketio's name for emit-and-wait."""
 
+    @property
+    def gone(self) -> bool:
+        """Disconnected (or refused): neither connected nor still connecting."""
+        return not self.connected and self._pending is None
+
     def _check_connected(self) -> None:
-        if not self.connected and self._pending is None:
+        if self.gone:
             raise Disconnected(f"socket {self.id} on {self.nsp.name} is disconnected")
 
     # ------------------------------------------------------------------ rooms
 
     async def join(self, rooms: str | Iterable[str]) -> None:
         """Join one room or several. Raises ValueError for a name longer than the server's
-        ``limits.max_name_length``."""
+        ``limits.max_name_length``. A socket that is gone (a handler still running after
+        its client left) joins nothing: its rooms were already let go of."""
         names = joinable(room_set(rooms), self.nsp.server.limits.max_name_length)
+        if self.gone:
+            return
         self.nsp.adapter.add_all(self.id, names)
 
     async def leave(self, room: str) -> None:

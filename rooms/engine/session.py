@@ -53,6 +53,14 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+class PeerGone(Exception):
+    """The ASGI server failed a send or a receive: the peer (or its connection) is gone.
+
+    Carriers raise only this for a failed send; any other exception is a bug and is
+    reported as one, never mistaken for a peer that went away.
+    """
+
+
 def frames_size(frames: Sequence[Frame]) -> int:
     """What ``frames`` count against ``max_outbox_bytes``."""
     return sum(map(len, frames))
@@ -68,7 +76,8 @@ class Carrier(Protocol):
         """Send what is queued from the calling task, unless another task is flushing."""
 
     async def drain(self) -> None:
-        """Send what is queued from the calling task, which holds ``session.flushing``."""
+        """Send what is queued from the calling task, which holds ``session.flushing``;
+        :class:`PeerGone` if a send fails."""
 
     def in_reader(self) -> bool:
         """Whether the calling task is the one reading (and dispatching for) the peer."""
@@ -175,9 +184,11 @@ class Session:
         if self.state is State.CLOSING or self.state is State.CLOSED:
             return False
         size = len(frame)
-        if not self._fits(1, size):
-            return self._overflow(volatile)
         outbox = self._outbox
+        if outbox and (
+            len(outbox) >= self.max_outbox or self._bytes + size > self.max_outbox_bytes
+        ):  # _fits(), inlined: this runs once per recipient of every broadcast
+            return self._overflow(volatile)
         outbox.append(frame)
         self._bytes += size
         if len(outbox) == 1 and not self.flushing:
@@ -294,7 +305,11 @@ class Session:
                 return False
             carrier = self.carrier
             if self.dispatching and self._outbox and carrier is not None and carrier.in_reader():
-                await carrier.drain()  # we are the dispatch holding `flushing`: send ourselves
+                try:
+                    await carrier.drain()  # we are the dispatch holding `flushing`: send
+                except PeerGone:
+                    self.close("transport error")
+                    return False
                 continue
             if self._room is None:
                 self._room = anyio.Event()
@@ -365,4 +380,9 @@ class Session:
             self._clear()
             self.wake()
             self._made_room()
+            # Break the cycles through the layer above and the transport (each points back
+            # here), so reference counting frees a finished session at once: an idle
+            # process may not run the cyclic collector for a long time.
+            self.upper = None
+            self.carrier = None
             self.engine.session_finished(self)

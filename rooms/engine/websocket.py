@@ -15,7 +15,7 @@ import anyio
 
 from rooms._types import Receive, Scope, Send
 from rooms.engine.server import parse_query, refuse
-from rooms.engine.session import Session, State
+from rooms.engine.session import PeerGone, Session, State
 from rooms.exceptions import ProtocolError
 from rooms.protocol.engineio import (
     PONG_PROBE,
@@ -35,14 +35,6 @@ CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_UNSUPPORTED_DATA = 1007
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
-
-
-class PeerGone(Exception):
-    """The ASGI server failed a send or a receive: the peer (or its connection) is gone.
-
-    Only what ``send``/``receive`` raise becomes this; any other exception is a bug and is
-    reported as one, never mistaken for a peer that went away.
-    """
 
 
 async def handle(engine: EngineServer, scope: Scope, receive: Receive, send: Send) -> None:
@@ -450,7 +442,13 @@ async def _read(engine: EngineServer, session: Session, pump: Pump, receive: Rec
             session.flushing = True  # what this dispatch queues, this task sends
             session.dispatching = True
         try:
-            await _dispatch(engine, session, data)
+            # The common frame, a text MESSAGE, goes straight to the callback.
+            if type(data) is str and data[:1] == "4":
+                pending = engine.dispatch_message(session, data[1:])
+                if pending is not None:
+                    await pending
+            else:
+                await _dispatch_packet(engine, session, data)
             if held:
                 await pump.drain()
         except PeerGone as exc:
@@ -468,14 +466,7 @@ async def _read(engine: EngineServer, session: Session, pump: Pump, receive: Rec
                 session.dispatching = False
 
 
-async def _dispatch(engine: EngineServer, session: Session, data: str | bytes) -> None:
-    # The common frame, a text MESSAGE, goes straight to the callback; anything else is
-    # decoded into a Packet first.
-    if type(data) is str and data[:1] == "4":
-        pending = engine.dispatch_message(session, data[1:])
-        if pending is not None:
-            await pending
-        return
+async def _dispatch_packet(engine: EngineServer, session: Session, data: str | bytes) -> None:
     packet = decode_frame(data)
     if packet.type is PacketType.PING and packet.data == "probe":
         refuse("session %s: expected no probe on an open websocket, got one", session.sid)

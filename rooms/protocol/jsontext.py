@@ -77,8 +77,22 @@ def dumps(value: Any) -> str:
     Raises ``TypeError`` for values JSON has no form for (``bytes`` included: the Socket.IO
     encoder catches that to send them as attachments) and ``ValueError`` for NaN, infinities,
     circular references and nesting past the interpreter's recursion limit.
+
+    A lone surrogate (``JSON.parse`` accepts ``"\\ud800"``, and so does :func:`loads`) is
+    written as its escape, as ``JSON.stringify`` does: raw, it cannot be encoded as UTF-8,
+    and the frame carrying it could not be sent at all.
     """
     try:
-        return _encode(value)
+        text = _encode(value)
     except RecursionError:
         raise ValueError("expected JSON of bounded depth, got nesting past the limit") from None
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return _SURROGATE.sub(_escape, text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"

@@ -243,6 +243,12 @@ class Decoder:
     def awaiting_attachments(self) -> bool:
         return self.pending is not None
 
+    def reset(self) -> None:
+        """Forget a packet still waiting for attachments (its connection closed)."""
+        self.pending = None
+        self._buffers = []
+        self._bytes = 0
+
     def feed(self, message: str | bytes) -> Packet | None:
         if isinstance(message, bytes):
             return self._feed_binary(message)

@@ -36,16 +36,27 @@ async def echo(socket: rooms.Socket, *args: Any) -> tuple[Any, ...]:
     return args
 
 
+def room_of(value: Any) -> str | None:
+    """A room name from a client, as a careful handler checks it (rooms bounds its length
+    too: ``join`` raises ValueError past ``limits.max_name_length``)."""
+    return value if isinstance(value, str) and 0 < len(value) <= 64 else None
+
+
 @server.on("join")
-async def join(socket: rooms.Socket, room: str) -> list[str]:
-    await socket.join(room)
+async def join(socket: rooms.Socket, room: Any) -> list[str] | str:
+    name = room_of(room)
+    if name is None:
+        return "expected a room name"
+    await socket.join(name)
     return sorted(socket.rooms)
 
 
 @server.on("bcast")
-async def bcast(socket: rooms.Socket, room: str, *args: Any) -> None:
+async def bcast(socket: rooms.Socket, room: Any, *args: Any) -> None:
     """Re-broadcast to a room: what a hostile payload would be relayed by."""
-    await socket.to(room).emit("bcast", *args)
+    name = room_of(room)
+    if name is not None:
+        await socket.to(name).emit("bcast", *args)
 
 
 @server.on("flood")

@@ -176,6 +176,29 @@ async def test_what_json_parse_refuses_is_never_relayed_to_a_room(
     assert "JSON.parse accepts" in input_log.text or "finite number" in input_log.text
 
 
+async def test_a_lone_surrogate_is_echoed_as_its_escape_over_websocket_and_polling() -> None:
+    # JSON.parse accepts "\ud800"; sent back raw it cannot be encoded as UTF-8 at all.
+    lone = '"\\ud800"'
+    server = make_server()
+    async with bystander_and(server) as member:
+        await member.call("join", "r")
+        async with TestClient(server, lifespan=False) as sender:
+            await sender.connect()
+            await sender.send_raw(f'42["bcast","r",{lone}]')
+            await sender.send_raw(f'421["echo",{lone}]')
+            assert await member.receive() == ("bcast", ["\ud800"])
+        transport = httpx.ASGITransport(app=server)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            base = "/socket.io/?EIO=4&transport=polling"
+            opened = await http.get(base)
+            sid = re.search(r'"sid":"([^"]+)"', opened.text).group(1)  # type: ignore[union-attr]
+            await http.post(f"{base}&sid={sid}", content="40")
+            assert (await http.get(f"{base}&sid={sid}")).text.startswith("40")
+            await http.post(f"{base}&sid={sid}", content=f'421["echo",{lone}]')
+            answer = await http.get(f"{base}&sid={sid}")
+            assert (answer.status_code, answer.text) == (200, f"431[{lone}]")
+
+
 async def test_emitting_nan_raises_a_value_error_naming_the_event() -> None:
     server = make_server()
 

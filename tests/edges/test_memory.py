@@ -121,3 +121,25 @@ async def test_closed_sessions_are_freed_at_once_not_when_their_timers_fall_due(
         assert alive == [], f"{len(alive)} of {len(sessions)} closed sessions still held"
         assert server.engine.heartbeat.pending() >= 200  # their timers have not fallen due
         assert server.namespaces["/"].adapter.rooms == {}
+
+
+async def test_a_handler_that_joins_after_its_client_left_leaves_no_room_behind() -> None:
+    server = make_server()
+    release, done = anyio.Event(), anyio.Event()
+
+    @server.on("join_later")
+    async def join_later(socket: rooms.Socket, room: str) -> None:
+        await release.wait()
+        await socket.join(room)  # the client is gone by now
+        done.set()
+
+    async with Lifespan(server):
+        async with TestClient(server, lifespan=False) as client:
+            await client.connect()
+            await client.emit("join_later", "leaked")
+        await until(lambda: not server.engine.sessions)
+        release.set()
+        with anyio.fail_after(5):
+            await done.wait()
+        adapter = server.namespaces["/"].adapter
+        assert adapter.rooms == {} and adapter.sids == {}
