@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -18,7 +19,7 @@ import subprocess
 import threading
 from typing import Any
 
-from tests.conftest import NODE_MODULES, ROOT
+from tests.conftest import NODE_MODULES, ROOT, kill_group, spawn
 
 
 class JsError(AssertionError):
@@ -27,7 +28,7 @@ class JsError(AssertionError):
 
 class JsDriver:
     def __init__(self) -> None:
-        self.process = subprocess.Popen(
+        self.process = spawn(
             ["node", str(ROOT / "tests" / "js" / "driver.js")],
             cwd=ROOT,
             stdin=subprocess.PIPE,
@@ -91,12 +92,10 @@ class JsDriver:
     def close(self) -> None:
         if self.process.poll() is None:
             assert self.process.stdin is not None
-            self.process.stdin.close()
-            try:
+            self.process.stdin.close()  # the driver's cue to close its clients and exit
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        kill_group(self.process, grace=0)
         self._reader.join(timeout=10)
         for stream in (self.process.stdout, self.process.stderr):
             if stream is not None:

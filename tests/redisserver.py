@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, kill_group, spawn
 
 
 def redis_binary() -> str:
@@ -43,7 +43,7 @@ class RedisServer:
                    "--save", "", "--appendonly", "no", "--dir", str(self.workdir)]  # fmt: skip
         log = (self.workdir / "redis.log").open("ab")
         with log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            self.process = spawn(command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while True:  # readiness of a starting process: it accepts a connection
             try:
@@ -51,6 +51,7 @@ class RedisServer:
                 return
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
                     raise RuntimeError(f"redis-server did not start: {self.log()}") from None
                 time.sleep(0.02)
 
@@ -59,9 +60,8 @@ class RedisServer:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()  # as a crash would: clients see their connections drop
-            self.process.wait(timeout=10)
+        if self.process is not None:
+            kill_group(self.process, grace=0)  # as a crash would: connections just drop
         self.process = None
 
     def restart(self) -> None:

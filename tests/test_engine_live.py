@@ -12,18 +12,23 @@ import httpx
 import pytest
 import websocket
 
-from tests.conftest import SERVERS, LiveServer, start_server
+from tests.conftest import SERVERS, LiveServer, SharedServer
 
 
 @pytest.fixture(params=list(SERVERS), scope="module")
-def engine_server(
+def engine_servers(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SharedServer]:
+    app = "tests.apps.bare_engine:app"
+    with SharedServer(str(request.param), app, tmp_path_factory) as shared:
+        yield shared
+
+
+@pytest.fixture
+def engine_server(
+    engine_servers: SharedServer, request: pytest.FixtureRequest
 ) -> Iterator[LiveServer]:
-    server = start_server(
-        str(request.param), "tests.apps.bare_engine:app", tmp_path_factory.mktemp("engine")
-    )
-    yield server
-    server.stop()
+    yield from engine_servers.lend(request)
 
 
 def url(server: LiveServer, **query: str) -> str:

@@ -3,6 +3,7 @@ users (tests/js/chat_demo.js), and the framework examples with a python-socketio
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,19 +13,21 @@ import httpx
 import pytest
 import socketio
 
-from tests.conftest import LiveServer, run_node, start_server
+from tests.conftest import LiveServer, SharedServer, run_node, start_server
 from tests.redisserver import RedisServer
 
 pytestmark = pytest.mark.interop
 
 
 @pytest.fixture(scope="module")
-def chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = start_server(
-        "uvicorn-asyncio", "examples.chat.app:app", tmp_path_factory.mktemp("chat")
-    )
-    yield server
-    server.stop()
+def chats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedServer]:
+    with SharedServer("uvicorn-asyncio", "examples.chat.app:app", tmp_path_factory) as shared:
+        yield shared
+
+
+@pytest.fixture
+def chat(chats: SharedServer, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    yield from chats.lend(request)
 
 
 def test_the_page_loads_the_client_bundle_from_the_same_server(chat: LiveServer) -> None:
@@ -49,21 +52,21 @@ def test_the_chat_runs_unchanged_across_two_processes_on_redis(tmp_path: Path) -
     """``make cluster-demo``'s set-up: the same app, two processes, one Redis; A talks to
     one process and B to the other."""
     redis = RedisServer(tmp_path / "redis")
-    redis.start()
     env = {"ROOMS_BROKER": redis.url}
-    servers = [start_server("uvicorn-asyncio", "examples.chat.app:app", tmp_path, env=env)]
-    try:
-        servers.append(start_server("uvicorn-asyncio", "examples.chat.app:app", tmp_path, env=env))
+    servers: list[LiveServer] = []
+    with contextlib.ExitStack() as stack:  # each one stopped, even if starting another fails
+        redis.start()
+        stack.callback(redis.stop)
+        for _ in range(2):
+            server = start_server("uvicorn-asyncio", "examples.chat.app:app", tmp_path, env=env)
+            stack.callback(server.stop)
+            servers.append(server)
         for server in servers:  # both processes know each other (waited for server-side)
             httpx.get(f"{server.url}/health?peers=1", timeout=15).raise_for_status()
         result = run_node("chat_demo.js", servers[0].url, servers[1].url)
         logs = "".join(server.log() for server in servers)
         assert result.returncode == 0, result.stderr + logs
         check_chat(json.loads(result.stdout))
-    finally:
-        for server in servers:
-            server.stop()
-        redis.stop()
     assert "Traceback" not in logs, logs
 
 

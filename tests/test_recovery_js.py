@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SERVERS, LiveServer, start_server
+from tests.conftest import SERVERS, LiveServer, SharedServer
 from tests.jsdriver import JsDriver
 
 pytestmark = pytest.mark.interop
@@ -30,13 +30,19 @@ def get(url: str) -> Any:
 
 
 @pytest.fixture(params=list(SERVERS), scope="module")
-def server(
+def servers(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    live = start_server(str(request.param), APP, tmp_path_factory.mktemp("recovery"))
-    yield live
-    live.stop()
-    assert "Traceback" not in live.log(), live.log()
+) -> Iterator[SharedServer]:
+    with SharedServer(str(request.param), APP, tmp_path_factory) as shared:
+        yield shared
+        last = shared.server
+    if last is not None:
+        assert "Traceback" not in last.log(), last.log()
+
+
+@pytest.fixture
+def server(servers: SharedServer, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    yield from servers.lend(request)
 
 
 @pytest.fixture

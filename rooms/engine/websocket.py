@@ -35,6 +35,7 @@ CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_UNSUPPORTED_DATA = 1007
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_REPLY_TIMEOUT = 2.0  # seconds a closed websocket waits for the peer's close frame
 
 
 async def handle(engine: EngineServer, scope: Scope, receive: Receive, send: Send) -> None:
@@ -401,7 +402,24 @@ async def _run(engine: EngineServer, session: Session, receive: Receive, send: S
         # A peer that stopped reading gets no longer than ping_timeout to take the rest.
         with anyio.CancelScope(shield=True):
             await pump.stop(engine.ping_timeout)
-        session.finish()
+            session.finish()
+            if pump.close_sent and not pump.peer_gone:
+                await _await_close_reply(receive)
+
+
+async def _await_close_reply(receive: Receive) -> None:
+    """After our close frame, let the ASGI server finish the close handshake (the peer's
+    reply arrives as ``websocket.disconnect``) before the app returns, within a bound.
+
+    Returning at once is allowed by ASGI, but hypercorn 0.18 on trio then tears the
+    connection down while it may still be answering the peer's close frame, and the two
+    sends collide (``trio.BusyResourceError``, which ends its whole worker process)."""
+    with anyio.move_on_after(CLOSE_REPLY_TIMEOUT):
+        try:
+            while (await receive())["type"] != "websocket.disconnect":
+                pass
+        except Exception as exc:  # the connection is gone: what we waited for
+            logger.debug("waiting for the close reply: %r", exc)
 
 
 async def _read(engine: EngineServer, session: Session, pump: Pump, receive: Receive) -> None:

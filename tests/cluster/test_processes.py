@@ -7,6 +7,7 @@ cluster over a ``redis-server`` the test starts; JS clients spread over them. Al
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, SERVERS, LiveServer, free_port, start_server
+from tests.conftest import ROOT, SERVERS, LiveServer, free_port, kill_group, spawn, start_server
 from tests.jsdriver import JsDriver
 from tests.redisserver import RedisServer
 
@@ -63,8 +64,9 @@ class ProcessCluster:
         return "\n".join(server.log() for server in self.servers)
 
     def stop(self) -> None:
-        for server in self.servers:
-            server.stop()
+        with contextlib.ExitStack() as stack:  # every one, even if stopping another fails
+            for server in self.servers:
+                stack.callback(server.stop)
 
 
 @pytest.fixture
@@ -78,8 +80,11 @@ def three_of(app: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     try:
         cluster.start(3, app=app)
         yield cluster
+        died = [server for server in cluster.servers if server.died()]  # not killed by the test
     finally:
         cluster.stop()
+    if died:
+        pytest.fail("\n".join(server.death_report("during this test") for server in died))
     assert "Traceback" not in cluster.logs(), cluster.logs()
 
 
@@ -217,7 +222,7 @@ def test_uvicorn_workers_need_no_sticky_sessions(
     command = [sys.executable, "-m", "uvicorn", APP, "--host", "127.0.0.1", "--port",
                str(port), "--workers", "3", "--log-level", "warning"]  # fmt: skip
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
+        process = spawn(
             command,
             cwd=ROOT,
             stdout=log,
@@ -244,8 +249,7 @@ def test_uvicorn_workers_need_no_sticky_sessions(
         (result,) = js.call("w5", "poll", "all", 5)
         assert result == {"complete": True, "answers": sorted(names)}
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        kill_group(process, grace=20)  # SIGTERM first: the supervisor stops its workers
     log = log_path.read_text()
     assert "Traceback" not in log, log
     relayed = sum(int(n) for n in re.findall(r"RELAY-COUNTS relayed=(\d+)", log))

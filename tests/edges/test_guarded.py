@@ -303,3 +303,24 @@ async def test_a_timer_callback_that_raises_does_not_stop_the_others(
         server.engine.heartbeat.tick()
         await client.wait_for_pings(1)
     assert any("timer callback" in line for line in errors(caplog))
+
+
+async def test_an_async_engine_disconnect_callback_that_raises_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine = rooms.EngineServer()
+    ran = anyio.Event()
+
+    @engine.on("disconnect")
+    async def on_disconnect(session: rooms.Session, reason: str) -> None:
+        ran.set()
+        raise RuntimeError("disconnect callback bug")
+
+    async with Lifespan(engine):
+        async with TestClient(engine, lifespan=False):
+            pass
+        with anyio.fail_after(5):
+            await ran.wait()
+        async with TestClient(engine, lifespan=False) as again:  # the engine still serves
+            assert again.sid is not None
+    assert any("on_disconnect callback failed" in line for line in errors(caplog))
