@@ -1,6 +1,7 @@
 """A seeded, bounded fuzz (DESIGN §6 and §7; issue 10, "How it is tested"): tens of
 thousands of mutated Engine.IO and Socket.IO packets, over websocket and long-polling,
-against a real uvicorn process, while a well-behaved client calls ``echo`` all along.
+against a real server process (uvicorn on asyncio, hypercorn on trio), while a well-behaved
+client calls ``echo`` all along.
 
 What must hold: the canary never misses an ack; the server stays alive and logs no
 unhandled exception; no answer says "internal error" (HTTP 500, websocket close 1011); and
@@ -39,13 +40,13 @@ import pytest
 import socketio
 import websocket
 
-from tests.conftest import LiveServer, start_server
+from tests.conftest import SERVERS, LiveServer, start_server
 
 pytestmark = pytest.mark.interop
 
 SEED = int(os.environ.get("ROOMS_FUZZ_SEED", "1010"))
 BUDGET = 40.0  # seconds of fuzzing at most...
-MAX_PACKETS = 100_000  # ...and packets at most: bounded both ways
+MAX_PACKETS = 60_000  # ...and packets at most, per server: bounded both ways
 MIN_PACKETS = 20_000  # what a run must actually have sent to count
 MIN_PER_TRANSPORT = 3_000
 WEBSOCKET_WORKERS = 14
@@ -729,17 +730,16 @@ def read_log(text: str, denials: int) -> tuple[list[dict[str, Any]], list[str], 
 # ----------------------------------------------------------------------------- the test
 
 
-# uvicorn only by default. hypercorn 0.18 with trio does not survive this fuzz for a reason
-# of its own: trio/tcp_server.py's _close() calls send_eof() outside its send_lock, so a
-# send_all under the lock can hit trio.BusyResourceError, which protocol_send does not catch
-# and which ends the whole worker process. ROOMS_FUZZ_SERVER=hypercorn-trio runs it anyway.
-FUZZ_SERVER = os.environ.get("ROOMS_FUZZ_SERVER", "uvicorn-asyncio")
+# Both ASGI servers, one per anyio backend; ROOMS_FUZZ_SERVER=<kind> runs one of them.
+FUZZ_SERVERS = (
+    [os.environ.get("ROOMS_FUZZ_SERVER")] if "ROOMS_FUZZ_SERVER" in os.environ else list(SERVERS)
+)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
+@pytest.fixture(params=FUZZ_SERVERS)
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]:
     live = start_server(
-        FUZZ_SERVER,
+        str(request.param),
         "tests.apps.fuzz:app",
         tmp_path,
         env={"ROOMS_PING_INTERVAL": "1", "ROOMS_PING_TIMEOUT": "2"},
