@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deps-stamp
 NODE_STAMP := node_modules/.deps-stamp
 
-.PHONY: demo cluster-demo test test-stress lint typecheck pytest bench deps clean redis-server
+.PHONY: demo cluster-demo test test-stress lint typecheck pytest bench soak deps clean redis-server
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ test-stress: deps redis-server
 
 bench: deps redis-server
 	$(PY) benchmarks/run.py
+
+# Memory follows connections: RSS through churn, a slow consumer and an attachment flood.
+soak: deps
+	$(PY) benchmarks/soak.py
 
 clean:
 	rm -rf $(VENV) node_modules

@@ -391,11 +391,13 @@ async def _run(engine: EngineServer, session: Session, receive: Receive, send: S
     pump = Pump(engine, session, send)
     pump.reader = anyio.get_current_task().id  # this task: see Session.wait_room
     session.carrier = pump
+    torn_down = True  # the ASGI server cancelled us (its shutdown): no reply will come
     try:
         with anyio.CancelScope() as pump.reader_scope:  # abort() cancels the wait for input
             if session.queued:  # the OPEN packet, or what queued during the upgrade
                 await pump.flush()
             await _read(engine, session, pump, receive)
+        torn_down = False
     finally:
         if not session.closed:
             session.close("transport close")
@@ -403,7 +405,7 @@ async def _run(engine: EngineServer, session: Session, receive: Receive, send: S
         with anyio.CancelScope(shield=True):
             await pump.stop(engine.ping_timeout)
             session.finish()
-            if pump.close_sent and not pump.peer_gone:
+            if pump.close_sent and not pump.peer_gone and not torn_down:
                 await _await_close_reply(receive)
 
 
