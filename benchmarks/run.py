@@ -1004,17 +1004,22 @@ def plot(
     plt.close(fig)
 
 
-def update_readme(table: str, image: str) -> bool:
+def replace_between(start_mark: str, end_mark: str, body: str) -> bool:
+    """Put ``body`` between two marker comments of the benchmarks README; False if the
+    README or its markers are missing."""
     try:
         text = README.read_text()
     except OSError:
         return False
-    start, end = text.find(MARK_START), text.find(MARK_END)
+    start, end = text.find(start_mark), text.find(end_mark)
     if start < 0 or end < start:
         return False
-    body = f"{MARK_START}\n\n{table}\n![benchmark plot]({image})\n\n"
-    README.write_text(text[:start] + body + text[end:])
+    README.write_text(text[:start] + f"{start_mark}\n\n{body}" + text[end:])
     return True
+
+
+def update_readme(table: str, image: str) -> bool:
+    return replace_between(MARK_START, MARK_END, f"{table}\n![benchmark plot]({image})\n\n")
 
 
 # ---------------------------------------------------------------------------- entry point

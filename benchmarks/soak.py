@@ -570,16 +570,7 @@ def _per_mb(r: Json | None) -> str:
 
 
 def update_readme(table: str, command: str) -> bool:
-    try:
-        text = README.read_text()
-    except OSError:
-        return False
-    start, end = text.find(MARK_START), text.find(MARK_END)
-    if start < 0 or end < start:
-        return False
-    body = f"{MARK_START}\n\n```sh\n{command}\n```\n\n{table}\n"
-    README.write_text(text[:start] + body + text[end:])
-    return True
+    return run.replace_between(MARK_START, MARK_END, f"```sh\n{command}\n```\n\n{table}\n")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from rooms._types import AnyASGIApp, Receive, Scope, Send
+from rooms.engine.polling import TEXT_PLAIN, respond
 from rooms.engine.server import EngineServer
 from rooms.lifespan import serve_lifespan
 from rooms.server import Server
@@ -75,33 +76,11 @@ class RoomsMiddleware:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1013})  # try again later
             return
-        body = b"rooms is not running"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 503,
-                "headers": [
-                    (b"content-type", b"text/plain"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await respond(send, 503, b"rooms is not running", [TEXT_PLAIN])
 
 
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1000})
         return
-    body = b"Not Found"
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 404,
-            "headers": [
-                (b"content-type", b"text/plain"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await respond(send, 404, b"Not Found", [TEXT_PLAIN])
