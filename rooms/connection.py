@@ -61,7 +61,8 @@ class Connection:
                 return None
         packet = decoder.feed(data)
         if packet is None:
-            self._awaiting_attachments()
+            if type(data) is str:  # a binary packet announced (not one of its attachments)
+                self._awaiting_attachments()
             return None
         ptype = packet.type
         socket = self.sockets.get(packet.nsp)

@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeVar, overload
 
 import anyio
 
+from rooms._log import Throttled
 from rooms._tasks import spawn
 from rooms._types import Clock, Receive, Scope, Send
 from rooms.brokers import Broker, broker_from_url
@@ -29,6 +30,8 @@ from rooms.recovery import Recovery, SavedSession, Store, StoredPacket
 from rooms.socket import Socket
 
 logger = logging.getLogger("rooms")
+# A bound an operator should hear about, that a flood of clients could repeat at will.
+_bound_hit = Throttled(logger, burst=5)
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound=Callable[[Socket], Awaitable[None] | None])
@@ -408,7 +411,8 @@ class Server:
             nsp = self._namespaces.get(name)
             if nsp is None:
                 if self._children >= self.limits.max_dynamic_namespaces:
-                    logger.warning(
+                    _bound_hit.log(
+                        logging.WARNING,
                         "expected at most %d dynamic namespaces alive (limits."
                         "max_dynamic_namespaces), got a CONNECT to a new one, %.60r; refused",
                         self.limits.max_dynamic_namespaces,

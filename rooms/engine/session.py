@@ -23,9 +23,9 @@ with reason ``"transport error"``, because silently dropping a non-volatile mess
 a lie and queueing it would make memory unbounded. The queued frames are released at once:
 a client that is not reading will not read them.
 
-A closing session is given ``close_timeout`` seconds to deliver what is left and its close;
-then it is aborted (its transport's sends and reads cancelled) and finished, whether or not
-the peer ever reads again.
+A closing session is given the engine's ``ping_timeout`` to deliver what is left and its
+close; then it is aborted (its transport's sends and reads cancelled) and finished, whether
+or not the peer ever reads again.
 """
 
 from __future__ import annotations
