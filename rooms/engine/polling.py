@@ -113,10 +113,9 @@ async def _refuse_overlap(
 async def _get(
     engine: EngineServer, session: Session, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    if session.polling_get:
+    if not session.begin_request("GET"):
         await _refuse_overlap(engine, session, scope, send, "GET")
         return
-    session.polling_get = True
     frames: list[str | bytes] | None = None
     try:
         async with anyio.create_task_group() as tg:
@@ -124,7 +123,7 @@ async def _get(
             frames = await session.next_frames()
             tg.cancel_scope.cancel()
     finally:
-        session.polling_get = False
+        session.end_request("GET")
     if frames is None:  # the client went away while we waited
         return
     await _answer_poll(engine, session, scope, send, frames)
@@ -157,10 +156,9 @@ async def _watch_disconnect(session: Session, receive: Receive, scope: anyio.Can
 async def _post(
     engine: EngineServer, session: Session, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    if session.polling_post:
+    if not session.begin_request("POST"):
         await _refuse_overlap(engine, session, scope, send, "POST")
         return
-    session.polling_post = True
     try:
         try:
             body = await _read_body(receive, engine.max_payload)
@@ -186,7 +184,7 @@ async def _post(
             await respond(send, 500, b"Internal Server Error", [TEXT_PLAIN])
             return
     finally:
-        session.polling_post = False
+        session.end_request("POST")
     await respond(send, 200, b"ok", [TEXT_HTML, *engine.cors_headers(scope)])
 
 

@@ -21,7 +21,7 @@ from rooms._log import bad_input
 from rooms._types import Clock, Receive, Scope, Send
 from rooms.engine.flusher import Flusher
 from rooms.engine.heartbeat import Heartbeat
-from rooms.engine.session import Session, State
+from rooms.engine.session import Session
 from rooms.exceptions import ProtocolError, RoomsError
 from rooms.lifespan import serve_lifespan
 from rooms.protocol.engineio import (
@@ -187,7 +187,7 @@ class EngineServer:
         for transports to carry the close to their clients."""
         for session in list(self.sessions.values()):
             session.close("server shutting down")
-            if session.transport == "polling" and not session.polling_get:
+            if session.transport == "polling" and not session.polling:
                 session.finish()  # no poll in flight to carry the close; none will come
         if self.sessions:
             self._emptied = anyio.Event()
@@ -292,7 +292,7 @@ class EngineServer:
                 accepted = False
             if accepted is False:
                 del self.sessions[sid]
-                session.state = State.CLOSED
+                session.refuse()
                 return None
         self.heartbeat.start(session)
         return session
@@ -318,7 +318,7 @@ class EngineServer:
             self.heartbeat.pong(session)
         elif ptype is PacketType.CLOSE:
             session.close("transport close")
-            if session.transport == "polling" and not session.polling_get:
+            if session.transport == "polling" and not session.polling:
                 session.finish()  # the client is gone; no poll will come to drain
         elif ptype is PacketType.NOOP:
             pass

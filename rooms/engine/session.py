@@ -95,21 +95,21 @@ class Session:
     __slots__ = (
         "__weakref__",
         "_bytes",
+        "_dispatching",
+        "_flushing",
+        "_get",
         "_outbox",
+        "_post",
         "_room",
         "_waiter",
         "awaiting_pong",
         "carrier",
         "close_reason",
-        "dispatching",
         "dropped",
         "engine",
-        "flushing",
         "max_outbox",
         "max_outbox_bytes",
         "ping_seq",
-        "polling_get",
-        "polling_post",
         "scope",
         "sid",
         "state",
@@ -139,16 +139,17 @@ class Session:
         self.ping_seq = 0
         self.awaiting_pong = False
         # At most one GET and one POST in flight (Engine.IO spec: one outstanding GET).
-        self.polling_get = False
-        self.polling_post = False
+        self._get = False
+        self._post = False
         # The layer above keeps its per-connection object here (Socket.IO's client state).
         self.upper: Any = None
         # The websocket writer, once the session is on a websocket.
         self.carrier: Carrier | None = None
-        self.flushing = False
-        # The websocket reader holds ``flushing`` while it dispatches a message: a producer
+        # The sending token: at most one task sends this session's frames at a time.
+        self._flushing = False
+        # The websocket reader holds the token while it dispatches a message: a producer
         # inside that dispatch must send for itself (nobody else will while it waits).
-        self.dispatching = False
+        self._dispatching = False
         self._outbox: list[Frame] = []
         self._bytes = 0  # what the outbox holds, as frames_size() counts it
         self._waiter: anyio.Event | None = None  # a long-poll GET waiting for frames
@@ -160,6 +161,21 @@ class Session:
     @property
     def closed(self) -> bool:
         return self.state is State.CLOSING or self.state is State.CLOSED
+
+    @property
+    def flushing(self) -> bool:
+        """Whether a task holds the sending token (it sends what is queued)."""
+        return self._flushing
+
+    @property
+    def dispatching(self) -> bool:
+        """Whether the websocket reader holds the token while it dispatches a message."""
+        return self._dispatching
+
+    @property
+    def polling(self) -> bool:
+        """A long-poll GET is in flight (it will carry what is queued, and the close)."""
+        return self._get
 
     @property
     def queued(self) -> int:
@@ -191,7 +207,7 @@ class Session:
             return self._overflow(volatile)
         outbox.append(frame)
         self._bytes += size
-        if len(outbox) == 1 and not self.flushing:
+        if len(outbox) == 1 and not self._flushing:
             self._kick()
         return True
 
@@ -215,7 +231,7 @@ class Session:
         was_empty = not outbox
         outbox.extend(frames)
         self._bytes += size
-        if was_empty and not self.flushing:
+        if was_empty and not self._flushing:
             self._kick()
         return True
 
@@ -226,13 +242,13 @@ class Session:
         natural backpressure on the task that produced them.
         """
         carrier = self.carrier
-        if carrier is None or self.flushing:
+        if carrier is None or self._flushing:
             return self.send_many(frames, volatile)
-        self.flushing = True  # hold off kicks: we send what we queue
+        self._flushing = True  # hold off kicks: we send what we queue
         try:
             queued = self.send_many(frames, volatile)
         finally:
-            self.flushing = False
+            self._flushing = False
         if queued:
             await carrier.flush()
         return queued
@@ -269,6 +285,84 @@ class Session:
         self._outbox = []
         self._bytes = 0
 
+    # ------------------------------------------------------------------ the sending token
+
+    def acquire_sending(self) -> bool:
+        """Take the sending token; False if another task holds it (it sends for us)."""
+        if self._flushing:
+            return False
+        self._flushing = True
+        return True
+
+    def release_sending(self) -> None:
+        self._flushing = False
+
+    def begin_dispatch(self) -> bool:
+        """The websocket reader is about to dispatch a message: it takes the token, so what
+        the dispatch queues it sends itself; False if another task holds it."""
+        if self._flushing:
+            return False
+        self._flushing = self._dispatching = True
+        return True
+
+    def end_dispatch(self) -> None:
+        self._flushing = self._dispatching = False
+
+    # ------------------------------------------------------------------ long-polling
+
+    def begin_request(self, method: str) -> bool:
+        """A GET or POST starts; False if one of that method is in flight already."""
+        if method == "GET":
+            if self._get:
+                return False
+            self._get = True
+        else:
+            if self._post:
+                return False
+            self._post = True
+        return True
+
+    def end_request(self, method: str) -> None:
+        if method == "GET":
+            self._get = False
+        else:
+            self._post = False
+
+    # ------------------------------------------------------------------ upgrading
+
+    def attach(self, carrier: Carrier) -> None:
+        """A websocket carries this session from now on."""
+        self.carrier = carrier
+
+    def begin_upgrade(self) -> bool:
+        """``2probe`` arrived on a websocket: OPEN → UPGRADING, and a pending poll is
+        released (with a NOOP) so the client can pause polling. False if not OPEN."""
+        if self.state is not State.OPEN:
+            return False
+        self.state = State.UPGRADING
+        self.wake()
+        return True
+
+    def complete_upgrade(self) -> bool:
+        """``5`` arrived: the websocket carries the session. False if it closed meanwhile."""
+        if self.state is not State.UPGRADING:
+            return False
+        self.transport = "websocket"
+        self.state = State.OPEN
+        self.wake()
+        return True
+
+    def abandon_upgrade(self) -> None:
+        """The probe failed or its websocket went: the session stays on polling."""
+        if self.state is State.UPGRADING:
+            self.state = State.OPEN
+            self.wake()
+
+    def refuse(self) -> None:
+        """The engine refused the handshake: CLOSED, with no callback (it never opened)."""
+        self.state = State.CLOSED
+        self._clear()
+
     # ------------------------------------------------------------------ draining
 
     def take(self) -> list[Frame]:
@@ -304,7 +398,7 @@ class Session:
             if self.closed:
                 return False
             carrier = self.carrier
-            if self.dispatching and self._outbox and carrier is not None and carrier.in_reader():
+            if self._dispatching and self._outbox and carrier is not None and carrier.in_reader():
                 try:
                     await carrier.drain()  # we are the dispatch holding `flushing`: send
                 except PeerGone:
@@ -357,7 +451,7 @@ class Session:
         self.close_reason = reason
         self.wake()
         self._made_room()  # a waiting producer learns it is closed
-        if self.carrier is not None and not self.flushing:
+        if self.carrier is not None and not self._flushing:
             self.carrier.kick()
         self.engine.session_closed(self, reason)
 

@@ -1,9 +1,18 @@
 """The websocket transport: a direct handshake, or the probe upgrade of a polling session.
 
-The ASGI task reads, dispatches, and sends what its own dispatching queued. Frames queued
-by other tasks are sent by a writer task that exists only while there is something to send
-(see the flusher), so emitting never waits on a slow socket and an idle connection holds
-no task of ours.
+Who sends a websocket session's frames, one task at a time (the session's sending token,
+taken and released only through :class:`~rooms.engine.session.Session`)::
+
+    frames queued by the reader's own dispatch ─────────▶ the reader sends them (it holds
+                                                           the token while it dispatches)
+    frames queued by anyone else ──kick──▶ Flusher (one task for every session)
+                                             │ a send stalls past stall_after
+                                             ▼
+                                           the Pump's own writer ──idle writer_linger──▶ ends
+    session closing ──▶ whoever holds the token sends what is left, then the close frame
+                    ──▶ past ping_timeout: abort (every sender's scope cancelled), finished
+
+An idle connection holds no task of ours: its reader waits in the ASGI server's receive.
 """
 
 from __future__ import annotations
@@ -121,10 +130,8 @@ async def _upgrade(engine: EngineServer, session: Session, receive: Receive, sen
             probe = await _receive_text(receive)
             if probe != "2probe":
                 raise ProtocolError(f"expected '2probe' to start the upgrade, got {probe[:16]!r}")
-            if session.state is not State.OPEN:
+            if not session.begin_upgrade():
                 raise PeerGone
-            session.state = State.UPGRADING
-            session.wake()  # a pending GET answers NOOP, so the client can pause polling
             try:
                 await send({"type": "websocket.send", "text": PONG_PROBE})
             except Exception as exc:
@@ -136,20 +143,15 @@ async def _upgrade(engine: EngineServer, session: Session, receive: Receive, sen
                 if message.startswith("2") or message == "6":
                     continue  # a late ping probe or noop is harmless
                 raise ProtocolError(f"expected '5' to finish the upgrade, got {message[:16]!r}")
-            if session.state is not State.UPGRADING:
+            if not session.complete_upgrade():
                 raise PeerGone
-            session.transport = "websocket"
-            session.state = State.OPEN
-            session.wake()
             return True
         except ProtocolError as exc:
             refuse("session %s: upgrade failed: %s", session.sid, exc)
             await _close_quietly(send, CLOSE_PROTOCOL_ERROR)
         except PeerGone:
             pass
-    if session.state is State.UPGRADING:
-        session.state = State.OPEN  # stay on polling
-        session.wake()
+    session.abandon_upgrade()
     return False
 
 
@@ -287,9 +289,8 @@ class Pump:
     async def flush(self) -> None:
         """Send what is queued, and the close frame once the session is closing."""
         session = self.session
-        if session.flushing:
+        if not session.acquire_sending():
             return
-        session.flushing = True
         try:
             await self.drain()
             if session.state is State.CLOSING:
@@ -302,7 +303,7 @@ class Pump:
             self.peer_gone = True
             self.engine.internal_error(session)
         finally:
-            session.flushing = False
+            session.release_sending()
             flushed = self._flushed
             if flushed is not None:
                 self._flushed = None
@@ -390,7 +391,7 @@ class Pump:
 async def _run(engine: EngineServer, session: Session, receive: Receive, send: Send) -> None:
     pump = Pump(engine, session, send)
     pump.reader = anyio.get_current_task().id  # this task: see Session.wait_room
-    session.carrier = pump
+    session.attach(pump)
     torn_down = True  # the ASGI server cancelled us (its shutdown): no reply will come
     try:
         with anyio.CancelScope() as pump.reader_scope:  # abort() cancels the wait for input
@@ -457,10 +458,9 @@ async def _read(engine: EngineServer, session: Session, pump: Pump, receive: Rec
             pump.close_code = CLOSE_TOO_BIG
             session.close("transport error")
             return
-        held = not session.flushing  # else another task is sending: it takes our output
-        if held:
-            session.flushing = True  # what this dispatch queues, this task sends
-            session.dispatching = True
+        # What this dispatch queues, this task sends; unless another task holds the
+        # sending token, which then takes our output.
+        held = session.begin_dispatch()
         try:
             # The common frame, a text MESSAGE, goes straight to the callback.
             if type(data) is str and data[:1] == "4":
@@ -482,8 +482,7 @@ async def _read(engine: EngineServer, session: Session, pump: Pump, receive: Rec
             engine.internal_error(session)
         finally:
             if held:
-                session.flushing = False
-                session.dispatching = False
+                session.end_dispatch()
 
 
 async def _dispatch_packet(engine: EngineServer, session: Session, data: str | bytes) -> None:

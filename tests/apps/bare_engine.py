@@ -52,7 +52,7 @@ async def seen(request: Request) -> JSONResponse:
     return JSONResponse(
         {
             "events": events,
-            "polling": session is not None and session.polling_get,
+            "polling": session is not None and session.polling,
         }
     )
 
