@@ -4,6 +4,7 @@ stopping every other handler of the process)."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,3 +32,10 @@ def spawn(
 ) -> None:
     """Start ``func(*args)`` in ``tg``, guarded."""
     tg.start_soon(guarded, logger, what, func, *args)
+
+
+async def maybe_await(value: Any) -> Any:
+    """``value``, awaited if it is awaitable: what a sync-or-async user callable returned."""
+    if inspect.isawaitable(value):
+        return await value
+    return value

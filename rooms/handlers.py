@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from rooms._tasks import maybe_await
 from rooms.exceptions import ProtocolError
+
+logger = logging.getLogger("rooms")
+
+Then = Callable[[Any, bool], Awaitable[None] | None]
+"""What follows a handler: ``then(result, ok)``; ``ok`` is False if the handler raised."""
+Spawn = Callable[..., None]
+"""Starts ``func(*args)`` in a task of its own (the server's guarded spawn)."""
 
 
 class Handler:
@@ -55,3 +64,41 @@ class Handler:
         if self.max_args is not None and len(args) > self.max_args:
             return args[: self.max_args]
         return args
+
+    def run(
+        self, spawn: Spawn, args: Sequence[Any], then: Then | None, what: tuple[Any, ...]
+    ) -> None:
+        """Call the handler with ``args``: a sync one here and now, an async one in a task of
+        its own. ``then(result, ok)`` follows it either way (for an async handler it may be
+        a coroutine function; a sync handler's must not await). Whatever the handler or
+        ``then`` raises is logged at ERROR as ``what`` (a log template and its arguments)
+        failing, and ends there."""
+        if self.is_async:
+            spawn(self._run_async, args, then, what)
+            return
+        ok, result = True, None
+        try:
+            result = self.func(*args)
+        except Exception:
+            ok = False
+            logger.exception(what[0] + " failed", *what[1:])
+        if then is not None:
+            try:
+                then(result, ok)
+            except Exception:
+                logger.exception(what[0] + " failed", *what[1:])
+
+    async def _run_async(
+        self, args: Sequence[Any], then: Then | None, what: tuple[Any, ...]
+    ) -> None:
+        ok, result = True, None
+        try:
+            result = await self.func(*args)
+        except Exception:
+            ok = False
+            logger.exception(what[0] + " failed", *what[1:])
+        if then is not None:
+            try:
+                await maybe_await(then(result, ok))
+            except Exception:
+                logger.exception(what[0] + " failed", *what[1:])

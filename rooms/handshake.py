@@ -8,6 +8,7 @@ from typing import Any
 from starlette.datastructures import Headers, QueryParams
 
 from rooms._types import Scope
+from rooms.protocol.cluster import headers_from_wire, headers_to_wire
 
 
 class Handshake:
@@ -58,9 +59,7 @@ class Handshake:
 
     def to_wire(self) -> dict[str, Any]:
         return {
-            "headers": [
-                [k.decode("latin-1"), v.decode("latin-1")] for k, v in self.scope.get("headers", ())
-            ],
+            "headers": headers_to_wire(self.scope.get("headers", ())),
             "address": self.address,
             "url": self.url,
             "secure": self.secure,
@@ -74,18 +73,12 @@ class Handshake:
         scope rebuilt from what it sent (``user`` is None: it does not travel)."""
         url = wire.get("url")
         path, _, query = (url if isinstance(url, str) else "").partition("?")
-        headers = wire.get("headers")
-        pairs = [
-            (str(pair[0]).encode("latin-1"), str(pair[1]).encode("latin-1"))
-            for pair in (headers if isinstance(headers, list) else ())
-            if isinstance(pair, list) and len(pair) == 2
-        ]
         address = wire.get("address")
         scope: Scope = {
             "type": "http",
             "path": path,
             "query_string": query.encode("latin-1"),
-            "headers": pairs,
+            "headers": headers_from_wire(wire.get("headers")),
             "client": (address, 0) if isinstance(address, str) else None,
             "scheme": "https" if wire.get("secure") is True else "http",
         }

@@ -8,7 +8,7 @@ events: ``"connect"`` (``func(socket, auth)``; return False or raise
 
 from __future__ import annotations
 
-import inspect
+import functools
 import logging
 import re
 import secrets
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import anyio
 
 from rooms._log import Throttled
+from rooms._tasks import maybe_await
 from rooms.acks import ack_args, ack_value
 from rooms.adapter import ALL, Adapter, BroadcastOptions
 from rooms.cluster.remote import RemoteSocket
@@ -260,9 +261,7 @@ class Namespace(_Handlers):
             recovery = self.server.recovery
             if restored is None or (recovery is not None and not recovery.skip_middlewares):
                 for middleware in registry.middlewares:
-                    outcome = middleware(socket)
-                    if inspect.isawaitable(outcome):
-                        await outcome
+                    await maybe_await(middleware(socket))
             if conn.session.closed:
                 self._recovery_lost(restored)
                 return
@@ -278,10 +277,7 @@ class Namespace(_Handlers):
             handler = registry.connect
             if handler is not None:
                 args = handler.args_for([auth])
-                result = handler.func(socket, *args)
-                if inspect.isawaitable(result):
-                    result = await result
-                if result is False:
+                if await maybe_await(handler.func(socket, *args)) is False:
                     raise ConnectionRefused()
         except ConnectionRefused as exc:
             self._refuse(conn, socket, admitted, exc.to_payload())
@@ -428,33 +424,33 @@ class Namespace(_Handlers):
                 exc,
             )
             return
-        if handler.is_async:
-            self.server.spawn(self._run_handler, handler, socket, call_args, ack_id, event)
+        what = ("handler %s for event %.60r on %s", handler.name, event, self.name)
+        if ack_id is None:
+            handler.run(self.server.spawn, (socket, *call_args), None, what)
             return
-        try:
-            result = handler.func(socket, *call_args)
-            if ack_id is not None and socket.connected:
-                frames = self._ack_frames(handler, event, ack_id, result)
-                if frames is not None:
-                    socket._write(frames)
-        except Exception:
-            logger.exception(
-                "handler %s for event %.60r on %s failed", handler.name, event, self.name
-            )
+        # An async handler's task sends its ack itself (no task switch for the reply); a sync
+        # one's is queued, and the reader dispatching this message sends it.
+        reply = self._ack_now if handler.is_async else self._ack_queued
+        handler.run(
+            self.server.spawn,
+            (socket, *call_args),
+            functools.partial(reply, socket, handler, event, ack_id),
+            what,
+        )
 
-    async def _run_handler(
-        self, handler: Handler, socket: Socket, args: list[Any], ack_id: int | None, event: str
+    async def _ack_now(
+        self, socket: Socket, handler: Handler, event: str, ack_id: int, result: Any, ok: bool
     ) -> None:
-        try:
-            result = await handler.func(socket, *args)
-            if ack_id is not None and socket.connected:
-                frames = self._ack_frames(handler, event, ack_id, result)
-                if frames is not None:
-                    await socket._write_now(frames)
-        except Exception:
-            logger.exception(
-                "handler %s for event %.60r on %s failed", handler.name, event, self.name
-            )
+        frames = self._ack_frames(handler, event, ack_id, result) if ok else None
+        if frames is not None and socket.connected:
+            await socket._write_now(frames)
+
+    def _ack_queued(
+        self, socket: Socket, handler: Handler, event: str, ack_id: int, result: Any, ok: bool
+    ) -> None:
+        frames = self._ack_frames(handler, event, ack_id, result) if ok else None
+        if frames is not None and socket.connected:
+            socket._write(frames)
 
     def _ack_frames(
         self, handler: Handler, event: str, ack_id: int, result: Any
@@ -491,23 +487,8 @@ class Namespace(_Handlers):
             self._forget(socket)
             return
         args = [reason][: handler.max_args] if handler.max_args is not None else [reason]
-        if handler.is_async:
-            self.server.spawn(self._run_disconnect, handler, socket, args)
-            return
-        try:
-            handler.func(socket, *args)
-        except Exception:
-            logger.exception("disconnect handler %s on %s failed", handler.name, self.name)
-        finally:
-            self._forget(socket)
-
-    async def _run_disconnect(self, handler: Handler, socket: Socket, args: list[Any]) -> None:
-        try:
-            await handler.func(socket, *args)
-        except Exception:
-            logger.exception("disconnect handler %s on %s failed", handler.name, self.name)
-        finally:
-            self._forget(socket)
+        what = ("disconnect handler %s on %s", handler.name, self.name)
+        handler.run(self.server.spawn, (socket, *args), lambda _, __: self._forget(socket), what)
 
 
 def _answer(body: Any) -> Any:
@@ -532,10 +513,7 @@ class ParentNamespace(_Handlers):
     async def matches(self, name: str, auth: dict[str, Any]) -> bool:
         if isinstance(self.matcher, re.Pattern):
             return self.matcher.fullmatch(name) is not None
-        result = self.matcher(name, auth)
-        if inspect.isawaitable(result):
-            result = await result
-        return bool(result)
+        return bool(await maybe_await(self.matcher(name, auth)))
 
     def child(self, name: str) -> Namespace:
         nsp = self.children.get(name)

@@ -284,7 +284,12 @@ class Server:
             if self.node is not None:
                 await tg.start(self.node.run)
             if self.recovery is not None:
-                self.store = self.recovery.open_store(self)
+                node = self.node
+                self.store = self.recovery.open_store(
+                    node.broker if node is not None else None,
+                    node.prefix if node is not None else "rooms",
+                    self.engine.clock,
+                )
                 self._saved = anyio.Event()
                 if self.store.delivers:
                     tg.start_soon(self.store.run, lambda: list(self._namespaces), self._deliver)

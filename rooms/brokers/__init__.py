@@ -7,7 +7,7 @@ servers in one process on the same name form a cluster. ``redis://``, ``rediss:/
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from rooms.brokers.base import Broker
@@ -16,7 +16,18 @@ from rooms.brokers.memory import Hub, MemoryBroker
 if TYPE_CHECKING:
     from rooms.brokers.redis import RedisBroker
 
-__all__ = ["Broker", "Hub", "MemoryBroker", "RedisBroker", "broker_from_url"]
+__all__ = [
+    "Broker",
+    "Hub",
+    "MemoryBroker",
+    "RedisBroker",
+    "StoreKind",
+    "broker_from_url",
+    "redis_for",
+]
+
+StoreKind = Literal["auto", "memory", "redis"]
+"""Where a store beside the broker keeps its data (recovery, mailbox)."""
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 _HUBS: dict[str, Hub] = {}
@@ -34,6 +45,22 @@ def broker_from_url(url: str) -> Broker:
         return RedisBroker(url)
     schemes = ", ".join(f"'{scheme}://'" for scheme in ("memory", *_REDIS_SCHEMES))
     raise ValueError(f"expected a broker URL with scheme {schemes}, got {url!r}")
+
+
+def redis_for(kind: StoreKind, broker: Broker | None, what: str) -> RedisBroker | None:
+    """The Redis broker a store of ``kind`` keeps its data with, or None for memory.
+
+    ``"auto"`` is Redis when the broker is; ``"redis"`` needs a Redis broker (ValueError
+    naming ``what`` otherwise)."""
+    from rooms.brokers.redis import RedisBroker
+
+    if kind == "memory":
+        return None
+    if isinstance(broker, RedisBroker):
+        return broker
+    if kind == "redis":
+        raise ValueError(f"expected a Redis broker for {what}, got {broker!r}")
+    return None
 
 
 def __getattr__(name: str) -> Any:

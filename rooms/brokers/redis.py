@@ -35,6 +35,7 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from rooms._retry import Backoff
 from rooms.brokers._bridge import Host, asyncio_host
 from rooms.brokers.base import queue_bound
 from rooms.exceptions import BrokerError
@@ -403,14 +404,14 @@ class _Link:
             done.set()
 
     async def _read_and_reconnect(self) -> None:
-        backoff = 0.05
+        backoff = Backoff(0.05, self.max_backoff)
         connected = False
         while not self._closing:
             try:
                 if not connected:
                     await self._connect()
                     connected = True
-                    backoff = 0.05
+                    backoff.reset()
                 await self._read()
             except Exception as exc:
                 if self._closing:
@@ -425,8 +426,7 @@ class _Link:
                 else:
                     logger.debug("redis broker: connecting to %s failed: %s", self.url, exc)
                 await self._close_pubsub()
-                await anyio.sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff)
+                await backoff.wait()
 
     def _lost(self, exc: BaseException) -> None:
         self.ready = False

@@ -27,7 +27,7 @@ from rooms.mailbox import Mailbox
 from rooms.operators import room_set
 from rooms.protocol import cluster as wire
 from rooms.protocol import socketio as sio
-from rooms.recovery import Recovery
+from rooms.recovery import Recovery, Store
 
 
 @dataclasses.dataclass
@@ -67,7 +67,9 @@ class Emitter:
         recovery: broadcasts get offsets and are logged (in the Redis stream, or by each
         server's memory store), so a client that is away meanwhile gets them on recovery."""
         self._offsets = _Offsets()
-        self._store: Any = None  # the Redis recovery store, made on first use
+        # The shared (Redis) recovery log, when the servers use one: opened on first use.
+        self._store: Store | None = None
+        self._store_looked = False
 
     @property
     def broker(self) -> Broker:
@@ -95,7 +97,8 @@ class Emitter:
             mailbox=self.mailbox,
             recovery=self.recovery,
         )
-        view._link, view._offsets, view._store = self._link, self._offsets, self._store
+        view._link, view._offsets = self._link, self._offsets
+        view._store, view._store_looked = self._store, self._store_looked
         return view
 
     def _op(self, opts: wire.BroadcastOptions = wire.ALL) -> EmitterOperator:
@@ -135,20 +138,13 @@ class Emitter:
     ) -> str:
         """Where recovery will find this broadcast: a Redis stream entry (the servers share
         the stream), or an offset of our own that each server's memory store logs."""
-        from rooms.brokers.redis import RedisBroker
-
-        broker, recovery = self._link.broker, self.recovery
-        if isinstance(broker, RedisBroker) and recovery is not None:
-            from rooms.recovery.redis import RedisStore
-
-            if self._store is None:
-                self._store = RedisStore(
-                    broker,
-                    self.prefix,
-                    anyio.current_time,
-                    recovery.max_disconnection_duration,
-                    recovery.max_packets,
-                )
+        recovery = self.recovery
+        if recovery is not None and not self._store_looked:
+            self._store_looked = True
+            store = recovery.open_store(self._link.broker, self.prefix, anyio.current_time)
+            # Only a shared log can take it; memory stores are each server's own.
+            self._store = store if store.delivers else None
+        if self._store is not None:
             offset: str = await self._store.append(self.namespace, opts, text, parts)
             return offset
         return self._offsets.next()

@@ -22,7 +22,6 @@ from rooms.recovery.store import StoredPacket
 
 if TYPE_CHECKING:
     from rooms.cluster.node import Node
-    from rooms.handlers import Handler
     from rooms.namespace import Namespace
     from rooms.socket import Socket
 
@@ -194,25 +193,12 @@ class _Handlers:
             logger.info("node %s: %s; server event ignored", self.node.uid, exc)
             self._respond(message, body, None)
             return
-        if handler.is_async:
-            self.server.spawn(self._run_async, handler, call_args, message, body)
-            return
-        try:
-            result = handler.func(*call_args)
-        except Exception:
-            logger.exception("server event handler %s failed", handler.name)
-            result = None
-        self._respond(message, body, result)
-
-    async def _run_async(
-        self, handler: Handler, args: list[Any], message: wire.Message, body: wire.ServerSideEmit
-    ) -> None:
-        try:
-            result = await handler.func(*args)
-        except Exception:
-            logger.exception("server event handler %s failed", handler.name)
-            result = None
-        self._respond(message, body, result)
+        handler.run(
+            self.server.spawn,
+            call_args,
+            lambda result, ok: self._respond(message, body, result if ok else None),
+            ("server event handler %s", handler.name),
+        )
 
     def _respond(self, message: wire.Message, body: wire.ServerSideEmit, result: Any) -> None:
         if body.request_id is None:

@@ -23,6 +23,7 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from rooms._log import Throttled
+from rooms._retry import Backoff
 from rooms._types import Clock
 from rooms.acks import AckCollector
 from rooms.brokers.base import Broker
@@ -195,13 +196,15 @@ class Node:
         self._handlers = handlers(self)
         self._running = True
         started = False
-        backoff = _FIRST_BACKOFF
+        backoff = Backoff(_FIRST_BACKOFF, _MAX_BACKOFF)
         try:
             while True:
                 try:
                     await self._serve(None if started else task_status)
                     return  # only a cancellation ends serving, or a broker that closed
                 except _AWAY as exc:
+                    if self.joined.is_set():
+                        backoff.reset()  # it had joined: a new outage starts from the start
                     self.joined = anyio.Event()
                     for uid in list(self.peers):  # requests stop waiting for them
                         self.peer_gone(uid)
@@ -211,13 +214,12 @@ class Node:
                         self.uid,
                         self._broker_name(),
                         _reason(exc),
-                        backoff,
+                        backoff.delay,
                     )
                 if not started:
                     started = True
                     task_status.started()
-                await anyio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
+                await backoff.wait()
         finally:
             self._running = False
 

@@ -31,7 +31,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from rooms._types import Message, Receive, Scope, Send
-from rooms.protocol.cluster import Forward
+from rooms.protocol.cluster import Forward, headers_from_wire, headers_to_wire
 from rooms.protocol.engineio import HandshakeError
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def scope_to_wire(scope: Scope) -> dict[str, Any]:
     """The JSON-able part of an HTTP or websocket scope (what the owner needs)."""
     wire = {key: scope[key] for key in _SCOPE_KEYS if key in scope}
     wire["query_string"] = scope.get("query_string", b"").decode("latin-1")
-    wire["headers"] = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]]
+    wire["headers"] = headers_to_wire(scope["headers"])
     for key in ("client", "server"):
         if scope.get(key):
             wire[key] = list(scope[key])
@@ -64,7 +64,7 @@ def scope_to_wire(scope: Scope) -> dict[str, Any]:
 def scope_from_wire(wire: dict[str, Any]) -> Scope:
     scope: Scope = dict(wire)
     scope["query_string"] = str(wire.get("query_string", "")).encode("latin-1")
-    scope["headers"] = _headers_from_wire(wire.get("headers"))
+    scope["headers"] = headers_from_wire(wire.get("headers"))
     for key in ("client", "server"):
         value = wire.get(key)
         if isinstance(value, list):
@@ -76,23 +76,15 @@ def message_to_wire(message: Message) -> dict[str, Any]:
     """An ASGI message, headers as text (bytes elsewhere travel as binary blobs)."""
     wire = dict(message)
     if "headers" in wire:
-        wire["headers"] = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in wire["headers"]]
+        wire["headers"] = headers_to_wire(wire["headers"])
     return wire
 
 
 def message_from_wire(wire: dict[str, Any]) -> Message:
     message = dict(wire)
     if "headers" in message:
-        message["headers"] = _headers_from_wire(message["headers"])
+        message["headers"] = headers_from_wire(message["headers"])
     return message
-
-
-def _headers_from_wire(value: Any) -> list[tuple[bytes, bytes]]:
-    return [
-        (str(pair[0]).encode("latin-1"), str(pair[1]).encode("latin-1"))
-        for pair in (value if isinstance(value, list) else ())
-        if isinstance(pair, list) and len(pair) == 2
-    ]
 
 
 def _disconnect(kind: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import anyio
 import anyio.abc
 
 from rooms._log import bad_input
+from rooms._tasks import maybe_await
 from rooms._types import Clock, Receive, Scope, Send
 from rooms.engine.flusher import Flusher
 from rooms.engine.heartbeat import Heartbeat
@@ -286,7 +287,7 @@ class EngineServer:
         self.sessions[sid] = session
         if self.on_connect is not None:
             try:
-                accepted = await _maybe_await(self.on_connect(session))
+                accepted = await maybe_await(self.on_connect(session))
             except Exception:
                 logger.exception("on_connect callback failed for session %s", sid)
                 accepted = False
@@ -376,12 +377,6 @@ async def _guarded(awaitable: Awaitable[Any], sid: str) -> None:
         await awaitable
     except Exception:
         logger.exception("on_disconnect callback failed for session %s", sid)
-
-
-async def _maybe_await(value: Any) -> Any:
-    if inspect.isawaitable(value):
-        return await value
-    return value
 
 
 def refuse(message: str, *args: Any) -> None:

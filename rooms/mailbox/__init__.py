@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from rooms._retry import Backoff
+from rooms.brokers import Broker, redis_for
 from rooms.exceptions import AckTimeout, Disconnected, RoomsError
 from rooms.mailbox.memory import MemoryMailboxStore
 from rooms.mailbox.store import Mail, MailboxStore, Overflow
@@ -121,19 +123,15 @@ class Mailbox:
 
     # ------------------------------------------------------------------ binding
 
-    def _store_for(self, broker: object, prefix: str, clock: Callable[[], float]) -> MailboxStore:
-        from rooms.brokers.redis import RedisBroker
-
-        kind = self.store_kind
-        if kind == "auto":
-            kind = "redis" if isinstance(broker, RedisBroker) else "memory"
-        if kind == "memory":
+    def _store_for(
+        self, broker: Broker | None, prefix: str, clock: Callable[[], float]
+    ) -> MailboxStore:
+        redis = redis_for(self.store_kind, broker, "the redis mailbox")
+        if redis is None:
             return MemoryMailboxStore(clock, self.max_messages, self.max_age, self.overflow)
-        if not isinstance(broker, RedisBroker):
-            raise ValueError(f"expected a Redis broker for the redis mailbox, got {broker!r}")
         from rooms.mailbox.redis import RedisMailboxStore
 
-        return RedisMailboxStore(broker, prefix, self.max_messages, self.max_age, self.overflow)
+        return RedisMailboxStore(redis, prefix, self.max_messages, self.max_age, self.overflow)
 
     def _bind_server(self, server: Server) -> None:
         node = server.node
@@ -149,15 +147,10 @@ class Mailbox:
             wake.set()
 
     def _bind_emitter(self, emitter: Emitter, prefix: str) -> None:
-        from rooms.brokers.redis import RedisBroker
-
-        if not isinstance(emitter.broker, RedisBroker):
-            # A memory store here would keep the mail where no server can see it.
-            raise ValueError(
-                f"expected a Redis broker for an emitter's mailbox, got {emitter.broker!r}"
-            )
+        # Redis only: a memory store here would keep the mail where no server can see it.
+        redis = redis_for("redis", emitter.broker, "an emitter's mailbox")
         self._emitter = emitter
-        self.store = self._store_for(emitter.broker, prefix, anyio.current_time)
+        self.store = self._store_for(redis, prefix, anyio.current_time)
 
     # ------------------------------------------------------------------ delivering
 
@@ -200,7 +193,7 @@ class Mailbox:
     async def _deliver(self, socket: Socket, identity: str) -> None:
         """Send ``identity``'s mail to ``socket`` in order, one ack at a time. A store that
         fails (Redis away) is retried with backoff; nothing here may take the server down."""
-        backoff = 0.1
+        backoff = Backoff(0.1, 5.0)
         while socket.connected and self.store is not None:
             try:
                 await self._deliver_until_idle_or_gone(socket, identity)
@@ -209,8 +202,7 @@ class Mailbox:
                 logger.exception(
                     "mailbox of %s: delivery to %s failed; retrying", identity, socket.id
                 )
-                await anyio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await backoff.wait()
 
     async def _deliver_until_idle_or_gone(self, socket: Socket, identity: str) -> None:
         after: str | None = None

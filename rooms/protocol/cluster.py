@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import json
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeAlias
 
@@ -227,6 +227,23 @@ class Message:
     @property
     def type(self) -> MessageType:
         return self.body.TYPE
+
+
+# ----------------------------------------------------------------------------- headers
+
+
+def headers_to_wire(headers: Iterable[tuple[bytes, bytes]]) -> list[list[str]]:
+    """ASGI headers as JSON can carry them: ``[[name, value], ...]``, latin-1 as in HTTP."""
+    return [[name.decode("latin-1"), value.decode("latin-1")] for name, value in headers]
+
+
+def headers_from_wire(value: Any) -> list[tuple[bytes, bytes]]:
+    """The inverse of :func:`headers_to_wire`; anything malformed is left out."""
+    return [
+        (str(pair[0]).encode("latin-1"), str(pair[1]).encode("latin-1"))
+        for pair in (value if isinstance(value, list) else ())
+        if isinstance(pair, list) and len(pair) == 2
+    ]
 
 
 # ----------------------------------------------------------------------------- encoding

@@ -10,13 +10,11 @@ offset in its CONNECT auth.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
 
+from rooms._types import Clock
+from rooms.brokers import Broker, StoreKind, redis_for
 from rooms.recovery.memory import MemoryStore
 from rooms.recovery.store import RECOVERABLE, Restored, SavedSession, Store, StoredPacket
-
-if TYPE_CHECKING:
-    from rooms.server import Server
 
 __all__ = [
     "RECOVERABLE",
@@ -47,31 +45,13 @@ class Recovery:
     max_disconnection_duration: float = 120.0
     max_packets: int = 10_000
     skip_middlewares: bool = True
-    store: Literal["auto", "memory", "redis"] = "auto"
+    store: StoreKind = "auto"
 
-    def open_store(self, server: Server) -> Store:
-        broker = server.node.broker if server.node is not None else None
-        kind = self.store
-        if kind == "auto":
-            from rooms.brokers.redis import RedisBroker
-
-            kind = "redis" if isinstance(broker, RedisBroker) else "memory"
-        if kind == "memory":
-            return MemoryStore(
-                server.engine.clock, self.max_disconnection_duration, self.max_packets
-            )
-        from rooms.brokers.redis import RedisBroker
+    def open_store(self, broker: Broker | None, prefix: str, clock: Clock) -> Store:
+        """The store these settings choose, beside ``broker`` (None: no cluster)."""
+        redis = redis_for(self.store, broker, "the redis recovery store")
+        if redis is None:
+            return MemoryStore(clock, self.max_disconnection_duration, self.max_packets)
         from rooms.recovery.redis import RedisStore
 
-        if not isinstance(broker, RedisBroker):
-            raise ValueError(
-                f"expected a Redis broker for the redis recovery store, got {broker!r}"
-            )
-        assert server.node is not None
-        return RedisStore(
-            broker,
-            server.node.prefix,
-            server.engine.clock,
-            self.max_disconnection_duration,
-            self.max_packets,
-        )
+        return RedisStore(redis, prefix, clock, self.max_disconnection_duration, self.max_packets)

@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 
+from rooms._retry import Backoff
 from rooms._types import Clock
 from rooms.brokers.redis import RedisBroker, as_text
 from rooms.protocol.cluster import BroadcastOptions
@@ -148,7 +149,7 @@ class RedisStore:
         directly, unlogged)."""
         last: dict[str, str] = {}  # stream key -> the last id handed on
         names: dict[str, str] = {}
-        backoff = 0.1
+        backoff = Backoff(0.1, 5.0)
         while True:
             try:
                 for nsp in namespaces():
@@ -160,11 +161,10 @@ class RedisStore:
                     await anyio.sleep(_READ_BLOCK_MS / 1000)
                     continue
                 found = await self.broker.execute(functools.partial(_read, dict(last)))
-                backoff = 0.1
+                backoff.reset()
             except Exception as exc:
-                logger.warning("recovery log reader: %r; retrying in %.1f s", exc, backoff)
-                await anyio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                logger.warning("recovery log reader: %r; retrying in %.1f s", exc, backoff.delay)
+                await backoff.wait()
                 continue
             for raw_key, entries in found or ():
                 key = as_text(raw_key)
