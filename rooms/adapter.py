@@ -19,19 +19,16 @@ __all__ = ["ALL", "Adapter", "BroadcastOptions"]
 
 if TYPE_CHECKING:
     from rooms.namespace import Namespace
-    from rooms.recovery.store import StoredPacket
     from rooms.socket import Socket
 
 
 class Adapter:
-    __slots__ = ("captures", "nsp", "rooms", "sids")
+    __slots__ = ("nsp", "rooms", "sids")
 
     def __init__(self, nsp: Namespace) -> None:
         self.nsp = nsp
         self.rooms: dict[str, set[str]] = {}
         self.sids: dict[str, set[str]] = {}
-        # Recoveries in progress: each sees every stored packet delivered meanwhile.
-        self.captures: list[list[StoredPacket]] = []
 
     # ------------------------------------------------------------------ room index
 
@@ -99,20 +96,12 @@ class Adapter:
         sockets = self.nsp.sockets
         return [sockets[sid] for sid in self.select(opts) if sid in sockets]
 
-    def stop_capture(self, capture: list[StoredPacket]) -> None:
-        # By identity: two captures with the same packets are equal lists.
-        self.captures = [c for c in self.captures if c is not capture]
-
     # ------------------------------------------------------------------ fan-out
 
-    def deliver(
-        self, frames: list[Frame], opts: BroadcastOptions, stored: StoredPacket | None = None
-    ) -> int:
-        """Queue pre-encoded frames on every recipient; returns how many were reached.
-        ``stored`` is the packet as the recovery log has it, for recoveries in progress."""
-        if stored is not None:
-            for capture in self.captures:
-                capture.append(stored)
+    def deliver(self, frames: list[Frame], opts: BroadcastOptions) -> int:
+        """Queue pre-encoded frames on every recipient; returns how many were reached. A
+        socket whose CONNECT reply has not gone out yet holds them until it has (as every
+        frame for it does)."""
         sockets = self.nsp.sockets
         volatile = opts.volatile
         reached = 0
@@ -120,12 +109,18 @@ class Adapter:
             frame = frames[0]
             for sid in self.select(opts):
                 socket = sockets.get(sid)
-                if socket is not None and socket.session.send(frame, volatile):
+                if socket is None:
+                    continue
+                held = socket._pending
+                if held is None:
+                    reached += socket.session.send(frame, volatile)
+                else:
+                    held.append(frame)
                     reached += 1
         else:
             size = frames_size(frames)  # once, not per recipient
             for sid in self.select(opts):
                 socket = sockets.get(sid)
-                if socket is not None and socket.session.send_many(frames, volatile, size):
+                if socket is not None and socket._write(frames, volatile, size):
                     reached += 1
         return reached

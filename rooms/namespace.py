@@ -15,13 +15,12 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-import anyio
-
 from rooms._log import Throttled
 from rooms._tasks import maybe_await
 from rooms.acks import ack_args, ack_value
 from rooms.adapter import ALL, Adapter, BroadcastOptions
 from rooms.cluster.remote import RemoteSocket
+from rooms.delivery import Delivery
 from rooms.exceptions import AckTimeout, ClusterTimeout, ConnectionRefused, ProtocolError
 from rooms.handlers import Handler
 from rooms.operators import BroadcastOperator, room_set
@@ -130,51 +129,13 @@ class Namespace(_Handlers):
         self.name = name
         self.sockets: dict[str, Socket] = {}
         self.adapter = Adapter(self)
+        self.delivery = Delivery(self)
         self.parent = parent
         self._registry = registry or _Registry()
-        self._ack_seq = 0
         self._connecting = 0  # connect flows in progress (a dynamic child lives while > 0)
-        self._log_lock: anyio.Lock | None = None
-        self.unlogged = 0  # packets the recovery store failed to log (sent all the same)
 
     def __repr__(self) -> str:
         return f"<Namespace {self.name} sockets={len(self.sockets)}>"
-
-    # ------------------------------------------------------------------ recovery log
-
-    @property
-    def log_lock(self) -> anyio.Lock:
-        """Held from logging a packet to handing it on, so this process sends packets in
-        the order the log has them (a store that awaits could otherwise reorder them)."""
-        if self._log_lock is None:
-            self._log_lock = anyio.Lock()
-        return self._log_lock
-
-    async def log(
-        self, opts: BroadcastOptions, text: str, parts: tuple[bytes, ...]
-    ) -> StoredPacket | None:
-        """Log a packet for connection state recovery; None if there is no store or it
-        failed (the packet is then sent without an offset: live clients still get it)."""
-        store = self.server.store
-        if store is None:
-            return None
-        try:
-            offset = await store.append(self.name, opts, text, parts)
-        except Exception as exc:
-            self.unlogged += 1
-            if self.unlogged == 1 or self.unlogged % 1000 == 0:
-                logger.warning(
-                    "namespace %s: the recovery store failed (%r); %d packet(s) sent unlogged",
-                    self.name,
-                    exc,
-                    self.unlogged,
-                )
-            return None
-        return StoredPacket(offset, opts, text, parts)
-
-    def next_ack_id(self) -> int:
-        self._ack_seq += 1
-        return self._ack_seq
 
     # ------------------------------------------------------------------ broadcasting
 
@@ -290,7 +251,7 @@ class Namespace(_Handlers):
             self._connecting -= 1
             conn.connecting.discard(self.name)
             if capture is not None:
-                self.adapter.stop_capture(capture)
+                self._stop_capture(capture)
             self._maybe_drop_child()  # a dynamic child that ended up with no socket goes
         if conn.session.closed:
             self._forget(socket)
@@ -326,16 +287,21 @@ class Namespace(_Handlers):
         if not (isinstance(pid, str) and isinstance(offset, str)):
             return None, None
         capture: list[StoredPacket] = []
-        self.adapter.captures.append(capture)
+        self.delivery.captures.append(capture)
         try:
             restored = await store.restore(self.name, pid, offset)
         except Exception as exc:
             logger.warning("restoring session %.40r failed (%r); a fresh socket", pid, exc)
             restored = None
         if restored is None:
-            self.adapter.stop_capture(capture)
+            self._stop_capture(capture)
             return None, None
         return restored, capture
+
+    def _stop_capture(self, capture: list[StoredPacket]) -> None:
+        # By identity: two captures with the same packets are equal lists.
+        delivery = self.delivery
+        delivery.captures = [c for c in delivery.captures if c is not capture]
 
     def _recovery_lost(self, restored: Restored | None) -> None:
         """The connection went away before a recovered socket was back: keep its session
@@ -372,7 +338,7 @@ class Namespace(_Handlers):
                 break
             seen.update(p.offset for p in newer)
             pending = newer
-        self.adapter.stop_capture(capture)
+        self._stop_capture(capture)
         self.sockets[socket.id] = socket
         self.adapter.add_all(socket.id, rooms)
         return True

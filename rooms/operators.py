@@ -11,10 +11,8 @@ from rooms.acks import AckCollector
 from rooms.cluster.node import AckRequest
 from rooms.cluster.remote import RemoteSocket
 from rooms.protocol import cluster as wire
-from rooms.protocol import engineio
 from rooms.protocol import socketio as sio
 from rooms.protocol.cluster import BroadcastOptions
-from rooms.recovery.store import StoredPacket
 
 if TYPE_CHECKING:
     from rooms.cluster.node import Node
@@ -97,28 +95,7 @@ class BroadcastOperator:
         Returns when the frames have been handed to the transports (or queued for a slow
         client's own writer) and to the broker; it never waits on a slow client.
         """
-        nsp, opts = self._nsp, self._opts
-        text, attachments = sio.encode_event_parts(nsp.name, event, args)
-        parts = tuple(attachments)
-        if nsp.server.store is None or opts.volatile:
-            await self._send(wire.Broadcast(opts, text, parts), None)
-        else:  # logged for connection state recovery, and sent in the log's order
-            async with nsp.log_lock:
-                stored = await nsp.log(opts, text, parts)
-                if stored is not None and nsp.server.store.delivers:
-                    return  # every process delivers it from the shared log, in its order
-                offset = stored.offset if stored is not None else None
-                await self._send(wire.Broadcast(opts, text, parts, offset=offset), stored)
-        # Backpressure: return once the flusher has served the recipients, so a loop of
-        # emits cannot outrun the sends (a stalled recipient is handed off, never waited on).
-        await nsp.server.engine.flusher.wait_flushed()
-
-    async def _send(self, packet: wire.Broadcast, stored: StoredPacket | None) -> None:
-        """Hand a broadcast to this process's recipients, then to the other processes."""
-        self._nsp.adapter.deliver(packet.frames, self._opts, stored)
-        node = self._node()
-        if node is not None:
-            await node.publish(self._nsp.name, packet)
+        await self._nsp.delivery.emit(self._opts, event, args)
 
     async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
         """Send ``event`` and collect every recipient's ack, on every process.
@@ -130,17 +107,11 @@ class BroadcastOperator:
         nsp = self._nsp
         timeout = nsp.server.ack_timeout if self._timeout is None else self._timeout
         collector = AckCollector()
-        ack_id = nsp.next_ack_id()
         text, attachments = sio.encode_event_parts(nsp.name, event, args)
-        frames = [engineio.message_frame(sio.with_ack_id(text, nsp.name, ack_id)), *attachments]
-        callback = collector.callback()
-        reached = []
-        for socket in nsp.adapter.sockets(self._opts):
-            socket._acks.register(ack_id, callback)
-            if socket._write(frames, self._opts.volatile):
-                reached.append(socket)
-            else:
-                socket._acks.discard(ack_id)
+        sockets = nsp.adapter.sockets(self._opts)
+        ack_id, reached = nsp.delivery.send_with_ack(
+            sockets, text, attachments, self._opts.volatile, collector.callback()
+        )
         collector.expect(len(reached))
         node = self._node()
         request_id = None

@@ -314,7 +314,7 @@ class Server:
         """A logged packet, from a store that delivers (see recovery.store.Store)."""
         namespace = self._namespaces.get(nsp)
         if namespace is not None:
-            namespace.adapter.deliver(packet.frames(), packet.opts, packet)
+            namespace.delivery.deliver_logged(packet)
 
     async def wait_sessions_saved(self) -> None:
         """Wait until the recovery sessions of sockets that dropped so far are saved."""

@@ -68,14 +68,18 @@ class Socket:
 
     # ------------------------------------------------------------------ sending
 
-    def _write(self, frames: list[engineio.Frame], volatile: bool = False) -> bool:
+    def _write(
+        self, frames: list[engineio.Frame], volatile: bool = False, size: int | None = None
+    ) -> bool:
+        """Queue frames for this client. Before the CONNECT reply they wait in ``_pending``
+        (whoever sends them: the one rule for frames of a socket that is not connected yet)."""
         pending = self._pending
         if pending is not None:
             pending.extend(frames)
             return True
         if len(frames) == 1:
             return self.session.send(frames[0], volatile)
-        return self.session.send_many(frames, volatile)
+        return self.session.send_many(frames, volatile, size)
 
     async def _write_now(self, frames: list[engineio.Frame], volatile: bool = False) -> bool:
         """Queue and, if nobody is sending on this connection, send from this task."""
@@ -91,25 +95,8 @@ class Socket:
     async def emit(self, event: str, *args: Any, volatile: bool = False) -> None:
         """Send ``event`` with ``args`` to this client. Bytes anywhere travel as binary."""
         self._check_connected()
-        nsp = self.nsp
-        store = nsp.server.store
-        if store is None or volatile:
-            frames = [engineio.message_frame(f) for f in sio.encode_event(nsp.name, event, args)]
-            await self._write_now(frames, volatile)
-            return
-        # Logged, with an offset, for connection state recovery, in the log's order.
-        text, attachments = sio.encode_event_parts(nsp.name, event, args)
-        parts = tuple(attachments)
-        async with nsp.log_lock:
-            stored = await nsp.log(BroadcastOptions(rooms=frozenset((self.id,))), text, parts)
-            if stored is not None and store.delivers:
-                return  # delivered from the shared log, in its order (see Store.delivers)
-            if stored is not None:
-                frames = stored.frames()
-            else:
-                frames = [engineio.message_frame(text), *parts]
-            self._write(frames)  # queued in the log's order...
-        await self._write_now([], volatile)  # ...and sent from here (outside the lock) if idle
+        opts = BroadcastOptions(rooms=frozenset((self.id,)), volatile=volatile)
+        await self.nsp.delivery.emit(opts, event, args, to=self)
 
     async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
         """Send ``event`` and wait for the client's acknowledgement.
@@ -120,12 +107,8 @@ class Socket:
         """
         self._check_connected()
         waiter = AckWaiter()
-        ack_id = self.nsp.next_ack_id()
-        self._acks.register(ack_id, waiter)
-        frames = [
-            engineio.message_frame(f) for f in sio.encode_event(self.nsp.name, event, args, ack_id)
-        ]
-        self._write(frames)
+        text, parts = sio.encode_event_parts(self.nsp.name, event, args)
+        ack_id, _ = self.nsp.delivery.send_with_ack((self,), text, parts, False, waiter)
         try:
             args_ = await waiter.wait(
                 self.nsp.server.ack_timeout if timeout is None else timeout,

@@ -17,8 +17,6 @@ from rooms.acks import ack_args
 from rooms.exceptions import ProtocolError
 from rooms.protocol import cluster as wire
 from rooms.protocol import socketio as sio
-from rooms.protocol.engineio import message_frame
-from rooms.recovery.store import StoredPacket
 
 if TYPE_CHECKING:
     from rooms.cluster.node import Node
@@ -101,13 +99,8 @@ class _Handlers:
             self._broadcast_with_ack(message, body, body.request_id)
             return
         nsp = self._nsp(message.nsp)
-        stored = None
-        store = self.node.server.store
-        if store is not None and body.offset is not None:
-            stored = StoredPacket(body.offset, body.opts, body.text, body.attachments)
-            store.received(message.nsp, stored)
         if nsp is not None:
-            nsp.adapter.deliver(body.frames, body.opts, stored)
+            nsp.delivery.deliver_remote(body)
 
     def _broadcast_with_ack(self, message: wire.Message, body: wire.Broadcast, rid: str) -> None:
         node, requester, name = self.node, message.uid, message.nsp
@@ -116,9 +109,6 @@ class _Handlers:
         if nsp is None or not sockets:
             node.send(name, wire.BroadcastClientCount(rid, 0), to=requester)
             return
-        # Our own ack id: the sender's could collide with acks our sockets already owe.
-        ack_id = nsp.next_ack_id()
-        frames = [message_frame(sio.with_ack_id(body.text, name, ack_id)), *body.attachments]
 
         def on_ack(result: list[Any] | BaseException) -> None:
             if isinstance(result, BaseException):
@@ -126,13 +116,10 @@ class _Handlers:
             else:
                 node.send(name, wire.BroadcastAck(rid, result), to=requester)
 
-        reached = []
-        for socket in sockets:
-            socket._acks.register(ack_id, on_ack)
-            if socket._write(frames, body.opts.volatile):
-                reached.append(socket)
-            else:
-                socket._acks.discard(ack_id)
+        # Our own ack id: the sender's could collide with acks our sockets already owe.
+        ack_id, reached = nsp.delivery.send_with_ack(
+            sockets, body.text, body.attachments, body.opts.volatile, on_ack
+        )
         # Queued before any ack can be: acks need the frames sent, and we have not yielded.
         node.send(name, wire.BroadcastClientCount(rid, len(reached)), to=requester)
         timeout = self.server.ack_timeout if body.timeout is None else body.timeout
