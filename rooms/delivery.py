@@ -41,15 +41,12 @@ logger = logging.getLogger("rooms")
 class Delivery:
     """The outbound path of one namespace; ``namespace.delivery``."""
 
-    __slots__ = ("_ack_seq", "_lock", "captures", "nsp", "unlogged")
+    __slots__ = ("_ack_seq", "_lock", "nsp")
 
     def __init__(self, nsp: Namespace) -> None:
         self.nsp = nsp
         self._ack_seq = 0
         self._lock: anyio.Lock | None = None
-        self.unlogged = 0  # packets the recovery store failed to log (sent all the same)
-        # Recoveries in progress: each sees every logged packet delivered meanwhile.
-        self.captures: list[list[StoredPacket]] = []
 
     # ------------------------------------------------------------------ emitting
 
@@ -64,13 +61,13 @@ class Delivery:
         """
         text, attachments = sio.encode_event_parts(self.nsp.name, event, args)
         parts = tuple(attachments)
-        store = self.nsp.server.store
-        if store is None or opts.volatile:
+        resume = self.nsp.server.resume
+        if resume is None or opts.volatile:
             await self._hand_on(opts, text, parts, None, to)
         else:
             async with self._log_lock:
-                stored = await self._log(opts, text, parts)
-                if stored is not None and store.delivers:
+                stored = await resume.log(self.nsp.name, opts, text, parts)
+                if stored is not None and resume.delivers:
                     return  # every process delivers it from the shared log, in its order
                 await self._hand_on(opts, text, parts, stored, to)
         if to is not None:
@@ -91,7 +88,7 @@ class Delivery:
         frames = stored.frames() if stored is not None else [message_frame(text), *parts]
         if to is not None:
             if stored is not None:
-                self._captured(stored)
+                self._seen(stored)
             to._write(frames, opts.volatile)  # queued in the log's order
             return
         self.deliver(frames, opts, stored)
@@ -106,28 +103,6 @@ class Delivery:
             self._lock = anyio.Lock()
         return self._lock
 
-    async def _log(
-        self, opts: wire.BroadcastOptions, text: str, parts: tuple[bytes, ...]
-    ) -> StoredPacket | None:
-        """Log a packet for connection state recovery; None if the store failed (the packet
-        is then sent without an offset: live clients still get it)."""
-        store = self.nsp.server.store
-        if store is None:
-            return None
-        try:
-            offset = await store.append(self.nsp.name, opts, text, parts)
-        except Exception as exc:
-            self.unlogged += 1
-            if self.unlogged == 1 or self.unlogged % 1000 == 0:
-                logger.warning(
-                    "namespace %s: the recovery store failed (%r); %d packet(s) sent unlogged",
-                    self.nsp.name,
-                    exc,
-                    self.unlogged,
-                )
-            return None
-        return StoredPacket(offset, opts, text, parts)
-
     # ------------------------------------------------------------------ local fan-out
 
     def deliver(
@@ -139,7 +114,7 @@ class Delivery:
         """Queue pre-encoded frames on every local recipient; how many were reached.
         ``stored`` is the packet as the recovery log has it (recoveries in progress see it)."""
         if stored is not None:
-            self._captured(stored)
+            self._seen(stored)
         return self.nsp.adapter.deliver(frames, opts)
 
     def deliver_logged(self, packet: StoredPacket) -> None:
@@ -149,15 +124,16 @@ class Delivery:
     def deliver_remote(self, body: wire.Broadcast) -> None:
         """A broadcast another process sent (stamped with its offset if it logged it)."""
         stored = None
-        store = self.nsp.server.store
-        if store is not None and body.offset is not None:
+        resume = self.nsp.server.resume
+        if resume is not None and body.offset is not None:
             stored = StoredPacket(body.offset, body.opts, body.text, body.attachments)
-            store.received(self.nsp.name, stored)
+            resume.received(self.nsp.name, stored)
         self.deliver(body.frames, body.opts, stored)
 
-    def _captured(self, stored: StoredPacket) -> None:
-        for capture in self.captures:
-            capture.append(stored)
+    def _seen(self, stored: StoredPacket) -> None:
+        resume = self.nsp.server.resume
+        if resume is not None:
+            resume.seen(self.nsp.name, stored)  # recoveries in progress capture it
 
     # ------------------------------------------------------------------ acks
 

@@ -27,7 +27,7 @@ from rooms.operators import BroadcastOperator, room_set
 from rooms.protocol import cluster as wire
 from rooms.protocol import engineio
 from rooms.protocol import socketio as sio
-from rooms.recovery.store import RECOVERABLE, Restored, SavedSession, StoredPacket
+from rooms.recovery.resume import FRESH, Attempt
 from rooms.socket import Socket
 
 if TYPE_CHECKING:
@@ -210,53 +210,63 @@ class Namespace(_Handlers):
     # ------------------------------------------------------------------ connecting
 
     async def connect(self, conn: Connection, auth: dict[str, Any]) -> None:
-        """Run middlewares and the connect handler; answer CONNECT or CONNECT_ERROR."""
+        """Admit a client to this namespace: recovery's attempt, middlewares, the socket in
+        the index, the connect handler; then the CONNECT reply (or CONNECT_ERROR)."""
         socket = Socket(self, conn, secrets.token_urlsafe(15), auth)
-        registry = self._registry
-        admitted = False
-        restored: Restored | None = None
-        capture: list[StoredPacket] | None = None
         self._connecting += 1
+        resume = self.server.resume
+        attempt = FRESH if resume is None else await resume.attempt(self.name, socket, auth)
         try:
-            restored, capture = await self._recover(socket, auth)
-            recovery = self.server.recovery
-            if restored is None or (recovery is not None and not recovery.skip_middlewares):
+            admitted = await self._admit(conn, socket, attempt, auth)
+        finally:
+            self._connecting -= 1
+            conn.connecting.discard(self.name)
+            attempt.end()
+            self._maybe_drop_child()  # a dynamic child that ended up with no socket goes
+        if admitted:
+            self._connected(conn, socket)
+
+    async def _admit(
+        self, conn: Connection, socket: Socket, attempt: Attempt, auth: dict[str, Any]
+    ) -> bool:
+        registry = self._registry
+        in_index = False
+        try:
+            if not attempt.skips_middlewares:
                 for middleware in registry.middlewares:
                     await maybe_await(middleware(socket))
-            if conn.session.closed:
-                self._recovery_lost(restored)
-                return
             # In the index before the connect handler runs, so it can join rooms.
-            if restored is not None and restored.session.sid not in self.sockets:
-                if not await self._resume(socket, restored, capture or []):
-                    self._recovery_lost(restored)  # the connection closed during the replay
-                    return
-            else:
-                self.sockets[socket.id] = socket
-                self.adapter.add_all(socket.id, (socket.id,))
-            admitted = True
+            if conn.session.closed or not await attempt.admit(socket, self._join, self._live):
+                attempt.lost()
+                return False
+            in_index = True
             handler = registry.connect
             if handler is not None:
                 args = handler.args_for([auth])
                 if await maybe_await(handler.func(socket, *args)) is False:
                     raise ConnectionRefused()
         except ConnectionRefused as exc:
-            self._refuse(conn, socket, admitted, exc.to_payload())
-            return
+            self._refuse(conn, socket, in_index, exc.to_payload())
+            return False
         except Exception:
             logger.exception("connect handler for %s failed", self.name)
-            self._refuse(conn, socket, admitted, {"message": "Internal server error"})
-            return
-        finally:
-            self._connecting -= 1
-            conn.connecting.discard(self.name)
-            if capture is not None:
-                self._stop_capture(capture)
-            self._maybe_drop_child()  # a dynamic child that ended up with no socket goes
+            self._refuse(conn, socket, in_index, {"message": "Internal server error"})
+            return False
         if conn.session.closed:
             self._forget(socket)
-            self._recovery_lost(restored)
-            return
+            attempt.lost()
+            return False
+        return True
+
+    def _join(self, socket: Socket, rooms: Iterable[str]) -> None:
+        self.sockets[socket.id] = socket
+        self.adapter.add_all(socket.id, rooms)
+
+    def _live(self, sid: str) -> bool:
+        return sid in self.sockets
+
+    def _connected(self, conn: Connection, socket: Socket) -> None:
+        """The CONNECT reply, then what was emitted to the socket while it connected."""
         socket.connected = True
         conn.sockets[self.name] = socket
         pending = socket._pending or []
@@ -270,78 +280,6 @@ class Namespace(_Handlers):
         mailbox = self.server.mailbox
         if mailbox is not None:
             mailbox._socket_ready(socket)
-
-    # ------------------------------------------------------------------ recovery
-
-    async def _recover(
-        self, socket: Socket, auth: dict[str, Any]
-    ) -> tuple[Restored | None, list[StoredPacket] | None]:
-        """With recovery on: a pid for the socket, and the session its ``auth`` names (with
-        what it missed) if there is one. Packets delivered while the store answers are
-        captured, so none falls between the store's answer and the socket's return."""
-        store = self.server.store
-        if store is None:
-            return None, None
-        socket.pid = secrets.token_urlsafe(15)
-        pid, offset = auth.get("pid"), auth.get("offset")
-        if not (isinstance(pid, str) and isinstance(offset, str)):
-            return None, None
-        capture: list[StoredPacket] = []
-        self.delivery.captures.append(capture)
-        try:
-            restored = await store.restore(self.name, pid, offset)
-        except Exception as exc:
-            logger.warning("restoring session %.40r failed (%r); a fresh socket", pid, exc)
-            restored = None
-        if restored is None:
-            self._stop_capture(capture)
-            return None, None
-        return restored, capture
-
-    def _stop_capture(self, capture: list[StoredPacket]) -> None:
-        # By identity: two captures with the same packets are equal lists.
-        delivery = self.delivery
-        delivery.captures = [c for c in delivery.captures if c is not capture]
-
-    def _recovery_lost(self, restored: Restored | None) -> None:
-        """The connection went away before a recovered socket was back: keep its session
-        again (the client still has the same pid and offset, and retries)."""
-        if restored is not None:
-            self.server._keep_session(self.name, restored.session)
-
-    async def _resume(
-        self, socket: Socket, restored: Restored, capture: list[StoredPacket]
-    ) -> bool:
-        """Make ``socket`` the one that dropped (id, pid, data) and send what it missed, in
-        order, then put it back in its rooms. The replay waits for room in the outbox (it
-        may be long); meanwhile newer packets keep being captured and are replayed after,
-        once each. Joining the rooms happens with nothing left to replay and no await in
-        between, so a live packet can neither overtake the replay nor go missing."""
-        session = restored.session
-        socket.id, socket.pid = session.sid, session.pid
-        socket.data = dict(session.data)
-        socket.recovered = True
-        rooms = session.rooms | {session.sid}
-        out = socket.session
-        pending = list(restored.missed)
-        seen = {packet.offset for packet in pending}
-        taken = 0  # how much of the capture has been looked at
-        while True:
-            for packet in pending:
-                # Before the CONNECT reply: the client holds events until its socket connects.
-                frames = packet.frames()
-                if not await out.wait_room(frames) or not out.send_many(frames):
-                    return False
-            newer = [p for p in capture[taken:] if p.offset not in seen and p.reaches(rooms)]
-            taken = len(capture)
-            if not newer:
-                break
-            seen.update(p.offset for p in newer)
-            pending = newer
-        self._stop_capture(capture)
-        self.sockets[socket.id] = socket
-        self.adapter.add_all(socket.id, rooms)
-        return True
 
     def _refuse(
         self, conn: Connection, socket: Socket, admitted: bool, payload: dict[str, Any]
@@ -440,14 +378,13 @@ class Namespace(_Handlers):
     # ------------------------------------------------------------------ leaving
 
     def remove(self, socket: Socket, reason: str) -> None:
-        """A socket left: run the disconnect handler with its rooms intact, then forget it."""
+        """A socket left: its leave hooks and the disconnect handler run with its rooms
+        intact, then it is forgotten."""
         self.sockets.pop(socket.id, None)
         if self.server.mailbox is not None:
             self.server.mailbox._socket_gone(socket)
-        if socket.pid is not None and reason in RECOVERABLE and self.server.store is not None:
-            rooms = frozenset(self.adapter.socket_rooms(socket.id))
-            session = SavedSession(socket.id, socket.pid, rooms, dict(socket.data))
-            self.server._keep_session(self.name, session)
+        for hook in socket._leave_hooks:
+            hook(socket, reason)
         handler = self._registry.disconnect
         if handler is None:
             self._forget(socket)

@@ -26,7 +26,8 @@ from rooms.namespace import Namespace, NamespaceMatcher, ParentNamespace
 from rooms.operators import BroadcastOperator
 from rooms.protocol import socketio as sio
 from rooms.protocol.limits import Limits
-from rooms.recovery import Recovery, SavedSession, Store, StoredPacket
+from rooms.recovery import Recovery, StoredPacket
+from rooms.recovery.resume import Resume
 from rooms.socket import Socket
 
 logger = logging.getLogger("rooms")
@@ -110,9 +111,8 @@ class Server:
         self.limits = limits if limits is not None else Limits()
         self.recovery = recovery
         self.mailbox = mailbox
-        self.store: Store | None = None  # the recovery store, while running
-        self._saving = 0  # recovery sessions being saved
-        self._saved: anyio.Event | None = None
+        # Connection state recovery over its opened store, while running (see recovery/).
+        self.resume: Resume | None = None
         self.engine = EngineServer(
             on_connect=self._engine_connect,
             on_message=self._engine_message,
@@ -285,14 +285,13 @@ class Server:
                 await tg.start(self.node.run)
             if self.recovery is not None:
                 node = self.node
-                self.store = self.recovery.open_store(
+                store = self.recovery.open_store(
                     node.broker if node is not None else None,
                     node.prefix if node is not None else "rooms",
                     self.engine.clock,
                 )
-                self._saved = anyio.Event()
-                if self.store.delivers:
-                    tg.start_soon(self.store.run, lambda: list(self._namespaces), self._deliver)
+                self.resume = Resume(self.recovery, store, self.spawn)
+                await tg.start(self.resume.run, lambda: list(self._namespaces), self._deliver)
             if self.mailbox is not None:
                 self.mailbox._bind_server(self)
             try:
@@ -302,11 +301,11 @@ class Server:
                     # Close sessions while the broker still runs: the sockets' recovery
                     # sessions are saved on the way (with Redis, for another process).
                     await self.engine.shutdown()
-                    with anyio.move_on_after(2):
-                        await self.wait_sessions_saved()
-                    if self.store is not None:
-                        await self.store.close()
-                        self.store = None
+                    resume, self.resume = self.resume, None
+                    if resume is not None:
+                        with anyio.move_on_after(2):
+                            await resume.wait_saved()
+                        await resume.close()
                     if self.mailbox is not None:
                         self.mailbox._unbind()
 
@@ -318,28 +317,8 @@ class Server:
 
     async def wait_sessions_saved(self) -> None:
         """Wait until the recovery sessions of sockets that dropped so far are saved."""
-        while self._saving and self._saved is not None:
-            await self._saved.wait()
-
-    def _keep_session(self, nsp: str, session: SavedSession) -> None:
-        """Save a dropped socket's session for recovery, in the background."""
-        store = self.store
-        if store is None:
-            return
-        self._saving += 1
-
-        async def save() -> None:
-            try:
-                await store.save(nsp, session)
-            except Exception:
-                logger.exception("saving the session of %s for recovery failed", session.sid)
-            finally:
-                self._saving -= 1
-                if not self._saving and self._saved is not None:
-                    self._saved.set()
-                    self._saved = anyio.Event()
-
-        self.spawn(save)
+        if self.resume is not None:
+            await self.resume.wait_saved()
 
     @property
     def is_running(self) -> bool:

@@ -4,7 +4,7 @@ by users."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from rooms.acks import AckWaiter, PendingAcks, ack_value, disconnected
@@ -32,6 +32,7 @@ class Socket:
 
     __slots__ = (
         "_acks",
+        "_leave_hooks",
         "_pending",
         "conn",
         "connected",
@@ -57,6 +58,7 @@ class Socket:
         self._acks = PendingAcks()
         # Frames emitted before the CONNECT reply went out wait here (see Namespace.connect).
         self._pending: list[engineio.Frame] | None = []
+        self._leave_hooks: list[Callable[[Socket, str], None]] = []
 
     def __repr__(self) -> str:
         return f"<Socket {self.id} {self.nsp.name}>"
@@ -120,6 +122,11 @@ class Socket:
 
     call = emit_with_ack
     """``call`` is python-socketio's name for emit-and-wait."""
+
+    def on_leave(self, hook: Callable[[Socket, str], None]) -> None:
+        """Call ``hook(socket, reason)`` when this socket leaves its namespace (before the
+        disconnect handler, with its rooms intact): for plug-ins such as recovery."""
+        self._leave_hooks.append(hook)
 
     @property
     def gone(self) -> bool:

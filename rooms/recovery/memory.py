@@ -13,6 +13,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import islice
 
+import anyio
+import anyio.abc
+
 from rooms._types import Clock
 from rooms.protocol.cluster import BroadcastOptions
 from rooms.recovery.store import Deliver, Restored, SavedSession, StoredPacket
@@ -92,8 +95,14 @@ class MemoryStore:
         missed = [packet for _, _, packet in islice(entries, first, None) if packet.reaches(rooms)]
         return Restored(session, missed)
 
-    async def run(self, namespaces: Callable[[], Iterable[str]], deliver: Deliver) -> None:
-        pass
+    async def run(
+        self,
+        namespaces: Callable[[], Iterable[str]],
+        deliver: Deliver,
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        task_status.started()  # nothing to deliver: senders deliver
 
     async def close(self) -> None:
         self._logs.clear()

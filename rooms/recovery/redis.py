@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import anyio
+import anyio.abc
 
 from rooms._retry import Backoff
 from rooms._types import Clock
@@ -143,13 +144,22 @@ class RedisStore:
                 missed.append(packet)
         return Restored(session, missed)
 
-    async def run(self, namespaces: Callable[[], Iterable[str]], deliver: Deliver) -> None:
+    async def run(
+        self,
+        namespaces: Callable[[], Iterable[str]],
+        deliver: Deliver,
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
         """Read every namespace's stream from now on and deliver its entries in order.
+        Started once the namespaces known at startup have their place in their streams
+        (or Redis proved away), so nothing logged after the server started is skipped.
         Redis away: retried with backoff (senders meanwhile fail to log, and deliver
         directly, unlogged)."""
         last: dict[str, str] = {}  # stream key -> the last id handed on
         names: dict[str, str] = {}
         backoff = Backoff(0.1, 5.0)
+        started = False
         while True:
             try:
                 for nsp in namespaces():
@@ -157,6 +167,9 @@ class RedisStore:
                     if key not in last:
                         names[key] = nsp
                         last[key] = await self._last_id(key)
+                if not started:
+                    started = True
+                    task_status.started()
                 if not last:
                     await anyio.sleep(_READ_BLOCK_MS / 1000)
                     continue
@@ -164,6 +177,9 @@ class RedisStore:
                 backoff.reset()
             except Exception as exc:
                 logger.warning("recovery log reader: %r; retrying in %.1f s", exc, backoff.delay)
+                if not started:
+                    started = True
+                    task_status.started()
                 await backoff.wait()
                 continue
             for raw_key, entries in found or ():

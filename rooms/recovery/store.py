@@ -13,6 +13,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import anyio
+import anyio.abc
+
 from rooms.protocol.cluster import BroadcastOptions
 from rooms.protocol.engineio import Frame, message_frame
 from rooms.protocol.socketio import append_arg
@@ -74,8 +77,15 @@ class Store(Protocol):
 
     delivers: bool
 
-    async def run(self, namespaces: Callable[[], Iterable[str]], deliver: Deliver) -> None:
-        """While the server runs: feed ``deliver`` (only if ``delivers``)."""
+    async def run(
+        self,
+        namespaces: Callable[[], Iterable[str]],
+        deliver: Deliver,
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """While the server runs: feed ``deliver`` (only if ``delivers``). Reports started
+        once it will see everything logged from then on."""
 
     async def append(
         self, nsp: str, opts: BroadcastOptions, text: str, attachments: tuple[bytes, ...]

@@ -252,7 +252,8 @@ async def test_a_failing_recovery_save_is_logged_and_the_server_serves_on(
             raise RuntimeError("store bug")
 
     async with Lifespan(server):
-        server.store = Broken(server.engine.clock, 60, 100)
+        assert server.resume is not None
+        server.resume.store = Broken(server.engine.clock, 60, 100)
         async with TestClient(server, lifespan=False) as client:
             await client.connect()
         with anyio.fail_after(5):
