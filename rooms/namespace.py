@@ -19,15 +19,15 @@ from rooms._log import Throttled
 from rooms._tasks import maybe_await
 from rooms.acks import ack_args, ack_value
 from rooms.adapter import ALL, Adapter, BroadcastOptions
-from rooms.cluster.remote import RemoteSocket
 from rooms.delivery import Delivery
 from rooms.exceptions import AckTimeout, ClusterTimeout, ConnectionRefused, ProtocolError
 from rooms.handlers import Handler
-from rooms.operators import BroadcastOperator, room_set
+from rooms.operators import BroadcastOperator
 from rooms.protocol import cluster as wire
 from rooms.protocol import engineio
 from rooms.protocol import socketio as sio
 from rooms.recovery.resume import FRESH, Attempt
+from rooms.selectors import ServerActs, ServerChain
 from rooms.socket import Socket
 
 if TYPE_CHECKING:
@@ -115,8 +115,9 @@ class _Handlers:
         return register
 
 
-class Namespace(_Handlers):
-    """A Socket.IO namespace. Obtained from ``server.of(name)``."""
+class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
+    """A Socket.IO namespace. Obtained from ``server.of(name)``; the selectors
+    (:mod:`rooms.selectors`) reach its sockets on every process."""
 
     def __init__(
         self,
@@ -139,37 +140,13 @@ class Namespace(_Handlers):
 
     # ------------------------------------------------------------------ broadcasting
 
-    def _op(self, opts: BroadcastOptions = ALL) -> BroadcastOperator:
-        return BroadcastOperator(self, opts)
+    def _chain(
+        self, opts: BroadcastOptions | None = None, timeout: float | None = None
+    ) -> BroadcastOperator:
+        return BroadcastOperator(self, ALL if opts is None else opts, timeout)
 
-    def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
-        return self._op(BroadcastOptions(rooms=room_set(*rooms)))
-
-    in_ = to
-
-    def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
-        return self._op(BroadcastOptions(except_rooms=room_set(*rooms)))
-
-    @property
-    def volatile(self) -> BroadcastOperator:
-        return self._op().volatile
-
-    @property
-    def local(self) -> BroadcastOperator:
-        return self._op().local
-
-    def timeout(self, seconds: float) -> BroadcastOperator:
-        return self._op().timeout(seconds)
-
-    async def emit(self, event: str, *args: Any) -> None:
-        """Send to every socket of this namespace."""
-        await self._op().emit(event, *args)
-
-    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
-        return await self._op().emit_with_ack(event, *args)
-
-    async def fetch_sockets(self) -> list[Socket | RemoteSocket]:
-        return await self._op().fetch_sockets()
+    def _everyone(self) -> BroadcastOperator:
+        return BroadcastOperator(self, ALL)
 
     async def server_side_emit(self, event: str, *args: Any) -> None:
         """Send ``event`` to this namespace's server-event handlers on every other process
@@ -197,15 +174,6 @@ class Namespace(_Handlers):
         except ClusterTimeout as exc:
             raise AckTimeout(str(exc), [_answer(body) for body in exc.responses]) from None
         return [_answer(body) for _, body in answers]
-
-    async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
-        await self._op().sockets_join(*rooms)
-
-    async def sockets_leave(self, *rooms: str | Iterable[str]) -> None:
-        await self._op().sockets_leave(*rooms)
-
-    async def disconnect_sockets(self, close: bool = False) -> None:
-        await self._op().disconnect_sockets(close)
 
     # ------------------------------------------------------------------ connecting
 

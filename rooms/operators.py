@@ -1,9 +1,9 @@
-"""Broadcast operators: ``to`` / ``except_`` / ``volatile`` / ``local`` / ``timeout`` chains
-that end in ``emit``, ``emit_with_ack``, ``fetch_sockets`` or a room operation."""
+"""Broadcast operators: a selection of a namespace's sockets (narrowed by the selectors of
+:mod:`rooms.selectors`) and what acts on it: ``emit``, ``emit_with_ack``, ``fetch_sockets``
+and the room operations, on every process."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -13,25 +13,12 @@ from rooms.cluster.remote import RemoteSocket
 from rooms.protocol import cluster as wire
 from rooms.protocol import socketio as sio
 from rooms.protocol.cluster import BroadcastOptions
+from rooms.selectors import ServerChain, room_set
 
 if TYPE_CHECKING:
     from rooms.cluster.node import Node
     from rooms.namespace import Namespace
     from rooms.socket import Socket
-
-
-def room_set(*rooms: str | Iterable[str]) -> frozenset[str]:
-    """``"a"``, ``"a", "b"`` or ``["a", "b"]`` as a frozenset of room names."""
-    names: set[str] = set()
-    for item in rooms:
-        if isinstance(item, str):
-            names.add(item)
-        else:
-            for name in item:
-                if not isinstance(name, str):
-                    raise TypeError(f"expected room names as str, got {name!r}")
-                names.add(name)
-    return frozenset(names)
 
 
 def joinable(names: frozenset[str], limit: int) -> frozenset[str]:
@@ -44,8 +31,9 @@ def joinable(names: frozenset[str], limit: int) -> frozenset[str]:
     return names
 
 
-class BroadcastOperator:
-    """An immutable selection of recipients. Every chaining method returns a new one."""
+class BroadcastOperator(ServerChain["BroadcastOperator"]):
+    """An immutable selection of a namespace's sockets, on every process; the selectors
+    (:mod:`rooms.selectors`) narrow it, the methods here act on it."""
 
     __slots__ = ("_nsp", "_opts", "_timeout")
 
@@ -56,34 +44,17 @@ class BroadcastOperator:
         self._opts = opts
         self._timeout = timeout
 
-    def _with(self, **changes: Any) -> BroadcastOperator:
+    def _options(self) -> BroadcastOptions:
+        return self._opts
+
+    def _chain(
+        self, opts: BroadcastOptions | None = None, timeout: float | None = None
+    ) -> BroadcastOperator:
         return BroadcastOperator(
-            self._nsp, dataclasses.replace(self._opts, **changes), self._timeout
+            self._nsp,
+            self._opts if opts is None else opts,
+            self._timeout if timeout is None else timeout,
         )
-
-    def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
-        """Also target ``rooms`` (a union with rooms already chosen)."""
-        return self._with(rooms=self._opts.rooms | room_set(*rooms))
-
-    in_ = to
-
-    def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
-        """Leave out members of ``rooms``."""
-        return self._with(except_rooms=self._opts.except_rooms | room_set(*rooms))
-
-    @property
-    def volatile(self) -> BroadcastOperator:
-        """May be dropped for clients that are not keeping up."""
-        return self._with(volatile=True)
-
-    @property
-    def local(self) -> BroadcastOperator:
-        """Only sockets of this process, even with a cluster broker."""
-        return self._with(local=True)
-
-    def timeout(self, seconds: float) -> BroadcastOperator:
-        """How long ``emit_with_ack`` waits for every recipient."""
-        return BroadcastOperator(self._nsp, self._opts, seconds)
 
     def _node(self) -> Node | None:
         """The cluster node, unless this operation stays on this process."""

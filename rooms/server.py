@@ -15,7 +15,7 @@ from rooms._log import Throttled
 from rooms._tasks import spawn
 from rooms._types import Clock, Receive, Scope, Send
 from rooms.brokers import Broker, broker_from_url
-from rooms.cluster import Node, RemoteSocket
+from rooms.cluster import Node
 from rooms.cluster.relay import Relay
 from rooms.connection import Connection
 from rooms.engine.server import EngineServer
@@ -25,9 +25,11 @@ from rooms.mailbox import NEW_MAIL, Mailbox
 from rooms.namespace import Namespace, NamespaceMatcher, ParentNamespace
 from rooms.operators import BroadcastOperator
 from rooms.protocol import socketio as sio
+from rooms.protocol.cluster import BroadcastOptions
 from rooms.protocol.limits import Limits
 from rooms.recovery import Recovery, StoredPacket
 from rooms.recovery.resume import Resume
+from rooms.selectors import ServerActs, ServerChain
 from rooms.socket import Socket
 
 logger = logging.getLogger("rooms")
@@ -61,12 +63,12 @@ class Status:
         }
 
 
-class Server:
+class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
     """A Socket.IO v5 server.
 
     Mount it with :class:`rooms.RoomsMiddleware`. Handlers live on namespaces; the main
     namespace ``"/"`` is reachable through the server itself (``server.on``,
-    ``server.emit``, ``server.to(...)``).
+    ``server.emit``, and the selectors of :mod:`rooms.selectors`: ``server.to(...)``).
 
     Times are in seconds. ``ack_timeout`` is the default wait of every ``emit_with_ack``.
     ``max_outbox`` (frames) and ``max_outbox_bytes`` bound each connection's queue (see
@@ -211,24 +213,13 @@ class Server:
         self.main.use(middleware)
         return middleware
 
-    def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
-        return self.main.to(*rooms)
+    def _chain(
+        self, opts: BroadcastOptions | None = None, timeout: float | None = None
+    ) -> BroadcastOperator:
+        return self.main._chain(opts, timeout)
 
-    in_ = to
-
-    def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
-        return self.main.except_(*rooms)
-
-    @property
-    def volatile(self) -> BroadcastOperator:
-        return self.main.volatile
-
-    @property
-    def local(self) -> BroadcastOperator:
-        return self.main.local
-
-    def timeout(self, seconds: float) -> BroadcastOperator:
-        return self.main.timeout(seconds)
+    def _everyone(self) -> BroadcastOperator:
+        return self.main._everyone()
 
     async def emit(
         self,
@@ -238,15 +229,13 @@ class Server:
         except_: str | Iterable[str] | None = None,
         namespace: str = "/",
     ) -> None:
-        """Emit from anywhere (handlers, HTTP routes, background tasks)."""
+        """Send ``event`` to every socket of ``namespace`` (or those in ``to``, minus those
+        in ``except_``), on every process: from handlers, HTTP routes, background tasks."""
         nsp = self.of(namespace)
-        op = nsp.to(to) if to is not None else nsp._op()
+        op = nsp.to(to) if to is not None else nsp._everyone()
         if except_ is not None:
             op = op.except_(except_)
         await op.emit(event, *args)
-
-    async def fetch_sockets(self) -> list[Socket | RemoteSocket]:
-        return await self.main.fetch_sockets()
 
     async def server_side_emit(self, event: str, *args: Any, namespace: str = "/") -> None:
         """Send ``event`` to the other processes of the cluster (see ``on_server_event``)."""
@@ -261,15 +250,6 @@ class Server:
     def on_server_event(self, event: str, namespace: str = "/") -> Callable[[F], F]:
         """Handle ``server_side_emit(event, ...)`` from other processes: ``func(*args)``."""
         return self.of(namespace).on_server_event(event)
-
-    async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
-        await self.main.sockets_join(*rooms)
-
-    async def sockets_leave(self, *rooms: str | Iterable[str]) -> None:
-        await self.main.sockets_leave(*rooms)
-
-    async def disconnect_sockets(self, close: bool = False) -> None:
-        await self.main.disconnect_sockets(close)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -12,9 +12,10 @@ from rooms.adapter import BroadcastOptions
 from rooms.engine.session import Session
 from rooms.exceptions import Disconnected
 from rooms.handshake import Handshake
-from rooms.operators import BroadcastOperator, joinable, room_set
+from rooms.operators import BroadcastOperator, joinable
 from rooms.protocol import engineio
 from rooms.protocol import socketio as sio
+from rooms.selectors import room_set
 
 if TYPE_CHECKING:
     from rooms.connection import Connection

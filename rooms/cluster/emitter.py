@@ -24,10 +24,10 @@ from rooms.brokers import Broker, broker_from_url
 from rooms.cluster.node import EMITTER_UID, channels
 from rooms.exceptions import BrokerError
 from rooms.mailbox import Mailbox
-from rooms.operators import room_set
 from rooms.protocol import cluster as wire
 from rooms.protocol import socketio as sio
 from rooms.recovery import Recovery, Store
+from rooms.selectors import Acts, Chain, room_set
 
 
 @dataclasses.dataclass
@@ -39,8 +39,10 @@ class _Link:
     open: bool = False
 
 
-class Emitter:
-    """Publishes to the servers of a cluster. ``async with`` opens and closes its broker.
+class Emitter(Chain["EmitterOperator"], Acts["EmitterOperator"]):
+    """Publishes to the servers of a cluster, with the selectors of :mod:`rooms.selectors`
+    (no ``local``, ``timeout``, acks or ``fetch_sockets``: an emitter waits for no answer).
+    ``async with`` opens and closes its broker.
 
     ``broker`` is a URL or an unopened :class:`~rooms.brokers.Broker`; ``cluster_prefix``
     must match the servers'.
@@ -101,33 +103,13 @@ class Emitter:
         view._store, view._store_looked = self._store, self._store_looked
         return view
 
-    def _op(self, opts: wire.BroadcastOptions = wire.ALL) -> EmitterOperator:
-        return EmitterOperator(self, opts)
+    def _chain(
+        self, opts: wire.BroadcastOptions | None = None, timeout: float | None = None
+    ) -> EmitterOperator:
+        return EmitterOperator(self, wire.ALL if opts is None else opts)
 
-    def to(self, *rooms: str | Iterable[str]) -> EmitterOperator:
-        return self._op(wire.BroadcastOptions(rooms=room_set(*rooms)))
-
-    in_ = to
-
-    def except_(self, *rooms: str | Iterable[str]) -> EmitterOperator:
-        return self._op(wire.BroadcastOptions(except_rooms=room_set(*rooms)))
-
-    @property
-    def volatile(self) -> EmitterOperator:
-        return self._op().volatile
-
-    async def emit(self, event: str, *args: Any) -> None:
-        """Send ``event`` to every socket of the namespace."""
-        await self._op().emit(event, *args)
-
-    async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
-        await self._op().sockets_join(*rooms)
-
-    async def sockets_leave(self, *rooms: str | Iterable[str]) -> None:
-        await self._op().sockets_leave(*rooms)
-
-    async def disconnect_sockets(self, close: bool = False) -> None:
-        await self._op().disconnect_sockets(close)
+    def _everyone(self) -> EmitterOperator:
+        return EmitterOperator(self, wire.ALL)
 
     async def server_side_emit(self, event: str, *args: Any) -> None:
         """Call every server's ``on_server_event(event)`` handler (no answers)."""
@@ -169,8 +151,9 @@ class _Offsets:
         return f"{self.prefix}-{self.count:x}"
 
 
-class EmitterOperator:
-    """A selection of recipients for an :class:`Emitter`; chaining returns a new one."""
+class EmitterOperator(Chain["EmitterOperator"]):
+    """A selection of recipients for an :class:`Emitter`; the selectors
+    (:mod:`rooms.selectors`) narrow it, the methods here act on it."""
 
     __slots__ = ("_emitter", "_opts")
 
@@ -178,20 +161,13 @@ class EmitterOperator:
         self._emitter = emitter
         self._opts = opts
 
-    def _with(self, **changes: Any) -> EmitterOperator:
-        return EmitterOperator(self._emitter, dataclasses.replace(self._opts, **changes))
+    def _options(self) -> wire.BroadcastOptions:
+        return self._opts
 
-    def to(self, *rooms: str | Iterable[str]) -> EmitterOperator:
-        return self._with(rooms=self._opts.rooms | room_set(*rooms))
-
-    in_ = to
-
-    def except_(self, *rooms: str | Iterable[str]) -> EmitterOperator:
-        return self._with(except_rooms=self._opts.except_rooms | room_set(*rooms))
-
-    @property
-    def volatile(self) -> EmitterOperator:
-        return self._with(volatile=True)
+    def _chain(
+        self, opts: wire.BroadcastOptions | None = None, timeout: float | None = None
+    ) -> EmitterOperator:
+        return EmitterOperator(self._emitter, self._opts if opts is None else opts)
 
     async def emit(self, event: str, *args: Any) -> None:
         """Send ``event`` to the selected sockets, wherever they are connected."""
