@@ -13,9 +13,8 @@ A tiny top level::
 """
 
 from rooms.adapter import BroadcastOptions
-from rooms.cluster import Node, RemoteSocket
-from rooms.cluster.emitter import Emitter
-from rooms.engine import EngineServer, Session
+from rooms.emitter import Emitter
+from rooms.engine import EngineServer
 from rooms.exceptions import (
     AckTimeout,
     BrokerError,
@@ -33,6 +32,7 @@ from rooms.namespace import Namespace, ParentNamespace
 from rooms.operators import BroadcastOperator
 from rooms.protocol.limits import Limits
 from rooms.recovery import Recovery
+from rooms.remote import RemoteSocket
 from rooms.server import Server, Status
 from rooms.socket import Socket
 
@@ -53,7 +53,6 @@ __all__ = [
     "Mailbox",
     "MailboxFull",
     "Namespace",
-    "Node",
     "ParentNamespace",
     "PayloadTooLarge",
     "ProtocolError",
@@ -62,7 +61,6 @@ __all__ = [
     "RoomsError",
     "RoomsMiddleware",
     "Server",
-    "Session",
     "Socket",
     "Status",
     "__version__",

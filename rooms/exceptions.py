@@ -32,6 +32,7 @@ class ConnectionRefused(RoomsError):
         self.data = data
 
     def to_payload(self) -> dict[str, Any]:
+        """The CONNECT_ERROR packet's data: ``{"message": ..., "data": ...}``."""
         payload: dict[str, Any] = {"message": self.message}
         if self.data is not None:
             payload["data"] = self.data

@@ -27,29 +27,35 @@ class Handshake:
 
     @property
     def headers(self) -> Headers:
+        """The first request's headers (case-insensitive, as Starlette's)."""
         return Headers(scope=self.scope)
 
     @property
     def query(self) -> QueryParams:
+        """The first request's query string, parsed."""
         return QueryParams(self.scope.get("query_string", b""))
 
     @property
     def address(self) -> str | None:
+        """The client's IP address, as the ASGI server saw it."""
         client = self.scope.get("client")
         return client[0] if client else None
 
     @property
     def url(self) -> str:
+        """The first request's path and query string."""
         query = self.scope.get("query_string", b"")
         path: str = self.scope.get("path", "")
         return f"{path}?{query.decode('latin-1')}" if query else path
 
     @property
     def secure(self) -> bool:
+        """Whether the connection came over TLS (https or wss)."""
         return self.scope.get("scheme") in ("https", "wss")
 
     @property
     def user(self) -> Any:
+        """``scope["user"]`` (Starlette's AuthenticationMiddleware outside ours), or None."""
         return self.scope.get("user")
 
     def __repr__(self) -> str:
@@ -58,6 +64,7 @@ class Handshake:
     # What crosses the cluster, shaped like Socket.IO's handshake object.
 
     def to_wire(self) -> dict[str, Any]:
+        """What crosses the cluster for ``fetch_sockets`` (Socket.IO's handshake shape)."""
         return {
             "headers": headers_to_wire(self.scope.get("headers", ())),
             "address": self.address,

@@ -43,6 +43,7 @@ class RoomsMiddleware:
         self._warned = False
 
     def owns(self, scope: Scope) -> bool:
+        """Whether ``scope`` is for our path (Socket.IO), not the wrapped app."""
         path: str = scope.get("path", "")
         return path == self.path or path.startswith(self._prefix)
 

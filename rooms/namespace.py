@@ -247,7 +247,7 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
             socket._write(pending)
         mailbox = self.server.mailbox
         if mailbox is not None:
-            mailbox._socket_ready(socket)
+            mailbox.socket_connected(socket)
 
     def _refuse(
         self, conn: Connection, socket: Socket, admitted: bool, payload: dict[str, Any]
@@ -343,14 +343,33 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
             return None
         return [engineio.message_frame(f) for f in parts]
 
+    def run_server_event(self, event: str, args: list[Any], respond: Callable[[Any], None]) -> bool:
+        """Run the handler of ``on_server_event(event)`` for another process; ``respond``
+        gets its return value (None if it failed or the arguments did not fit). False if
+        there is no such handler."""
+        handler = self._registry.server_events.get(event)
+        if handler is None:
+            return False
+        try:
+            call_args = handler.args_for(args)
+        except ProtocolError as exc:
+            _mismatch.log(logging.WARNING, "server event %.60r not handled: %s", event, exc)
+            respond(None)
+            return True
+        handler.run(
+            self.server.spawn,
+            call_args,
+            lambda result, ok: respond(result if ok else None),
+            ("server event handler %s", handler.name),
+        )
+        return True
+
     # ------------------------------------------------------------------ leaving
 
     def remove(self, socket: Socket, reason: str) -> None:
         """A socket left: its leave hooks and the disconnect handler run with its rooms
         intact, then it is forgotten."""
         self.sockets.pop(socket.id, None)
-        if self.server.mailbox is not None:
-            self.server.mailbox._socket_gone(socket)
         for hook in socket._leave_hooks:
             hook(socket, reason)
         handler = self._registry.disconnect
@@ -382,16 +401,19 @@ class ParentNamespace(_Handlers):
         return f"<ParentNamespace {self.matcher!r} children={len(self.children)}>"
 
     async def matches(self, name: str, auth: dict[str, Any]) -> bool:
+        """Whether the matcher accepts a CONNECT to ``name`` with ``auth``."""
         if isinstance(self.matcher, re.Pattern):
             return self.matcher.fullmatch(name) is not None
         return bool(await maybe_await(self.matcher(name, auth)))
 
     def child(self, name: str) -> Namespace:
+        """The child namespace ``name`` (made on first use; it lives while it has sockets)."""
         nsp = self.children.get(name)
         if nsp is None:
             nsp = self.children[name] = Namespace(self.server, name, self._registry, self)
         return nsp
 
     async def emit(self, event: str, *args: Any) -> None:
+        """Send ``event`` to every socket of every child, on every process."""
         for nsp in list(self.children.values()):
             await nsp.emit(event, *args)

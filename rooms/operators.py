@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from rooms.acks import AckCollector
 from rooms.cluster.node import AckRequest
-from rooms.cluster.remote import RemoteSocket
 from rooms.protocol import cluster as wire
 from rooms.protocol import socketio as sio
 from rooms.protocol.cluster import BroadcastOptions
+from rooms.remote import RemoteSocket
 from rooms.selectors import ServerChain, room_set
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from rooms.protocol.cluster import ALL, BroadcastOptions
 
 if TYPE_CHECKING:
-    from rooms.cluster.remote import RemoteSocket
+    from rooms.remote import RemoteSocket
     from rooms.socket import Socket
 
 

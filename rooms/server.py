@@ -21,9 +21,10 @@ from rooms.connection import Connection
 from rooms.engine.server import EngineServer
 from rooms.engine.session import Session
 from rooms.lifespan import serve_lifespan
-from rooms.mailbox import NEW_MAIL, Mailbox
+from rooms.local import Local
 from rooms.namespace import Namespace, NamespaceMatcher, ParentNamespace
 from rooms.operators import BroadcastOperator
+from rooms.plugin import Plugin
 from rooms.protocol import socketio as sio
 from rooms.protocol.cluster import BroadcastOptions
 from rooms.protocol.limits import Limits
@@ -54,6 +55,7 @@ class Status:
     sessions: int
 
     def to_json(self) -> dict[str, Any]:
+        """The status as a readiness endpoint answers it."""
         return {
             "running": self.running,
             "ready": self.ready,
@@ -107,7 +109,7 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
         heartbeat_timeout: float = 10.0,
         request_timeout: float = 5.0,
         recovery: Recovery | None = None,
-        mailbox: Mailbox | None = None,
+        mailbox: Plugin | None = None,
     ) -> None:
         self.ack_timeout = ack_timeout
         self.limits = limits if limits is not None else Limits()
@@ -140,11 +142,11 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
         self._children = 0  # dynamic namespaces alive
         self.main = self.of("/")
         if mailbox is not None:
-            self.of(mailbox.namespace).on_server_event(NEW_MAIL)(mailbox._notified)
+            mailbox.attach(self)
         self.node: Node | None = None
         if broker is not None:
             self.node = Node(
-                self,
+                Local(self),
                 broker_from_url(broker) if isinstance(broker, str) else broker,
                 prefix=cluster_prefix,
                 heartbeat_interval=heartbeat_interval,
@@ -185,6 +187,7 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
 
     @property
     def namespaces(self) -> dict[str, Namespace]:
+        """Every namespace by name (a copy), dynamic children that are alive included."""
         return dict(self._namespaces)
 
     def _drop_child(self, nsp: Namespace) -> None:
@@ -207,9 +210,11 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
         return nsp.on(event) if handler is None else nsp.on(event, handler)
 
     def event(self, func: F) -> F:
+        """Register ``func`` under its own name on ``/``: ``@server.event``."""
         return self.main.event(func)
 
     def use(self, middleware: M) -> M:
+        """Add a connect middleware ``mw(socket)`` to ``/``; raise ConnectionRefused to refuse."""
         self.main.use(middleware)
         return middleware
 
@@ -273,7 +278,7 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
                 self.resume = Resume(self.recovery, store, self.spawn)
                 await tg.start(self.resume.run, lambda: list(self._namespaces), self._deliver)
             if self.mailbox is not None:
-                self.mailbox._bind_server(self)
+                self.mailbox.start(self)
             try:
                 yield self
             finally:
@@ -287,7 +292,7 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
                             await resume.wait_saved()
                         await resume.close()
                     if self.mailbox is not None:
-                        self.mailbox._unbind()
+                        self.mailbox.stop()
 
     def _deliver(self, nsp: str, packet: StoredPacket) -> None:
         """A logged packet, from a store that delivers (see recovery.store.Store)."""

@@ -150,6 +150,7 @@ class Socket:
         self.nsp.adapter.add_all(self.id, names)
 
     async def leave(self, room: str) -> None:
+        """Leave ``room`` (its own id room too, if asked: then nothing reaches it by id)."""
         self.nsp.adapter.delete(self.id, room)
 
     def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
@@ -161,6 +162,7 @@ class Socket:
     in_ = to
 
     def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Broadcast to everyone in the namespace but this socket and members of ``rooms``."""
         return BroadcastOperator(
             self.nsp, BroadcastOptions(except_rooms=room_set(*rooms) | {self.id})
         )

@@ -1,13 +1,14 @@
 """The cluster layer: many rooms processes sharing one broker behave as one server.
 
 - :mod:`~rooms.cluster.node`: membership, heartbeats, requests and their answers.
-- :mod:`~rooms.cluster.handlers`: what a process does with each message it receives.
-- :mod:`~rooms.cluster.remote`: handles on sockets connected to other processes.
+- :mod:`~rooms.cluster.handlers`: what a process does with each message it receives (the
+  work on its own sockets is the server's, through the ``Local`` Protocol defined there).
 - :mod:`~rooms.cluster.relay`: requests for a session served by the process that owns it.
-- :mod:`~rooms.cluster.emitter`: publishing from processes with no sockets.
+
+The user-facing handles built on it sit above: :class:`rooms.RemoteSocket` (``rooms.remote``)
+and :class:`rooms.Emitter` (``rooms.emitter``).
 """
 
 from rooms.cluster.node import Node
-from rooms.cluster.remote import RemoteSocket
 
-__all__ = ["Node", "RemoteSocket"]
+__all__ = ["Node"]

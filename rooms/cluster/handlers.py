@@ -1,27 +1,24 @@
 """What a node does with each message another process sends it.
 
-Everything here acts on this process's own sockets only: each process knows its sockets'
-rooms, so a broadcast or a room operation is carried out by every process for its share.
-Answers go to the asking process's own channel.
+Everything acts on this process's own sockets only: each process knows its sockets' rooms,
+so a broadcast or a room operation is carried out by every process for its share. This
+module speaks the wire (decoding what arrives, answering on the asker's own channel); the
+work on sockets is done by a :class:`Local`, which the server provides (``rooms.local``):
+the cluster layer reaches up only through that Protocol.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-import anyio
-
-from rooms.acks import ack_args
-from rooms.exceptions import ProtocolError
+from rooms.acks import AckCallback, ack_args
 from rooms.protocol import cluster as wire
 from rooms.protocol import socketio as sio
 
 if TYPE_CHECKING:
     from rooms.cluster.node import Node
-    from rooms.namespace import Namespace
-    from rooms.socket import Socket
 
 logger = logging.getLogger("rooms.cluster")
 
@@ -35,9 +32,42 @@ _ANSWERS = (
 )
 
 
-def handlers(node: Node) -> Table:
+class Local(Protocol):
+    """This process's side of every cluster request, on its own sockets."""
+
+    async def wait_flushed(self) -> None:
+        """Wait until what deliveries queued has gone out (backpressure into the broker)."""
+
+    def broadcast(self, nsp: str, body: wire.Broadcast) -> None:
+        """Deliver a broadcast to the local sockets it selects."""
+
+    def broadcast_with_ack(self, nsp: str, body: wire.Broadcast, on_ack: AckCallback) -> int:
+        """Send it asking the selected local sockets for acks (each to ``on_ack``, or the
+        exception that ended the wait); how many were reached. Their acks are forgotten
+        once ``body.timeout`` (or the server's ack timeout) has passed."""
+
+    def sockets_join(self, nsp: str, opts: wire.BroadcastOptions, rooms: frozenset[str]) -> None:
+        """The selected local sockets join ``rooms``."""
+
+    def sockets_leave(self, nsp: str, opts: wire.BroadcastOptions, rooms: frozenset[str]) -> None:
+        """The selected local sockets leave ``rooms``."""
+
+    def disconnect_sockets(self, nsp: str, opts: wire.BroadcastOptions, close: bool) -> None:
+        """Disconnect the selected local sockets."""
+
+    def fetch_sockets(self, nsp: str, opts: wire.BroadcastOptions) -> list[wire.SocketDetails]:
+        """What the others learn of the selected local sockets."""
+
+    def server_side_emit(
+        self, nsp: str, event: str, args: list[Any], respond: Callable[[Any], None]
+    ) -> bool:
+        """Run the server-event handler for ``event`` (``respond`` gets its return value, or
+        None if it failed); False if there is none, or the arguments do not fit it."""
+
+
+def handlers(node: Node, local: Local) -> Table:
     """The dispatch table of ``node``: body type → handler."""
-    h = _Handlers(node)
+    h = _Handlers(node, local)
     return {
         wire.InitialHeartbeat: h.initial_heartbeat,
         wire.Heartbeat: h.nothing,  # the node already noted that the sender is alive
@@ -57,16 +87,9 @@ def handlers(node: Node) -> Table:
 
 
 class _Handlers:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, local: Local) -> None:
         self.node = node
-        self.server = node.server
-
-    def _nsp(self, name: str) -> Namespace | None:
-        return self.server._namespaces.get(name)
-
-    def _sockets(self, message: wire.Message, opts: wire.BroadcastOptions) -> list[Socket]:
-        nsp = self._nsp(message.nsp)
-        return nsp.adapter.sockets(opts) if nsp is not None else []
+        self.local = local
 
     # ------------------------------------------------------------------ membership
 
@@ -95,20 +118,10 @@ class _Handlers:
         body = message.body
         if not isinstance(body, wire.Broadcast):
             return
-        if body.request_id is not None:
-            self._broadcast_with_ack(message, body, body.request_id)
+        if body.request_id is None:
+            self.local.broadcast(message.nsp, body)
             return
-        nsp = self._nsp(message.nsp)
-        if nsp is not None:
-            nsp.delivery.deliver_remote(body)
-
-    def _broadcast_with_ack(self, message: wire.Message, body: wire.Broadcast, rid: str) -> None:
-        node, requester, name = self.node, message.uid, message.nsp
-        nsp = self._nsp(name)
-        sockets = nsp.adapter.sockets(body.opts) if nsp is not None else []
-        if nsp is None or not sockets:
-            node.send(name, wire.BroadcastClientCount(rid, 0), to=requester)
-            return
+        node, requester, name, rid = self.node, message.uid, message.nsp, body.request_id
 
         def on_ack(result: list[Any] | BaseException) -> None:
             if isinstance(result, BaseException):
@@ -116,41 +129,32 @@ class _Handlers:
             else:
                 node.send(name, wire.BroadcastAck(rid, result), to=requester)
 
-        # Our own ack id: the sender's could collide with acks our sockets already owe.
-        ack_id, reached = nsp.delivery.send_with_ack(
-            sockets, body.text, body.attachments, body.opts.volatile, on_ack
-        )
+        reached = self.local.broadcast_with_ack(name, body, on_ack)
         # Queued before any ack can be: acks need the frames sent, and we have not yielded.
-        node.send(name, wire.BroadcastClientCount(rid, len(reached)), to=requester)
-        timeout = self.server.ack_timeout if body.timeout is None else body.timeout
-        self.server.spawn(_expire, reached, ack_id, timeout)
+        node.send(name, wire.BroadcastClientCount(rid, reached), to=requester)
 
     # ------------------------------------------------------------------ room operations
 
     def sockets_join(self, message: wire.Message) -> None:
         body = message.body
         if isinstance(body, wire.SocketsJoin):
-            for socket in self._sockets(message, body.opts):
-                socket.nsp.adapter.add_all(socket.id, body.rooms)
+            self.local.sockets_join(message.nsp, body.opts, body.rooms)
 
     def sockets_leave(self, message: wire.Message) -> None:
         body = message.body
         if isinstance(body, wire.SocketsLeave):
-            for socket in self._sockets(message, body.opts):
-                for room in body.rooms:
-                    socket.nsp.adapter.delete(socket.id, room)
+            self.local.sockets_leave(message.nsp, body.opts, body.rooms)
 
     def disconnect_sockets(self, message: wire.Message) -> None:
         body = message.body
         if isinstance(body, wire.DisconnectSockets):
-            for socket in self._sockets(message, body.opts):
-                socket._disconnect(body.close)
+            self.local.disconnect_sockets(message.nsp, body.opts, body.close)
 
     def fetch_sockets(self, message: wire.Message) -> None:
         body = message.body
         if not isinstance(body, wire.FetchSockets):
             return
-        details = tuple(describe(socket) for socket in self._sockets(message, body.opts))
+        details = tuple(self.local.fetch_sockets(message.nsp, body.opts))
         try:
             self.node.send(
                 message.nsp, wire.FetchSocketsResponse(body.request_id, details), to=message.uid
@@ -168,24 +172,15 @@ class _Handlers:
         if not isinstance(body, wire.ServerSideEmit) or not body.data:
             return
         event, args = body.data[0], body.data[1:]
-        nsp = self._nsp(message.nsp)
-        handler = nsp._registry.server_events.get(event) if nsp is not None else None
-        if handler is None or not isinstance(event, str):
-            logger.info("node %s: no server event handler for %r", self.node.uid, event)
-            self._respond(message, body, None)
-            return
-        try:
-            call_args = handler.args_for(args)
-        except ProtocolError as exc:
-            logger.info("node %s: %s; server event ignored", self.node.uid, exc)
-            self._respond(message, body, None)
-            return
-        handler.run(
-            self.server.spawn,
-            call_args,
-            lambda result, ok: self._respond(message, body, result if ok else None),
-            ("server event handler %s", handler.name),
-        )
+
+        def respond(result: Any) -> None:
+            self._respond(message, body, result)
+
+        if not isinstance(event, str) or not self.local.server_side_emit(
+            message.nsp, event, args, respond
+        ):
+            logger.info("node %s: no server event handler for %.60r", self.node.uid, event)
+            respond(None)
 
     def _respond(self, message: wire.Message, body: wire.ServerSideEmit, result: Any) -> None:
         if body.request_id is None:
@@ -200,13 +195,6 @@ class _Handlers:
             )
 
 
-def describe(socket: Socket) -> wire.SocketDetails:
-    """What another process learns of a socket from ``fetch_sockets``."""
-    return wire.SocketDetails(
-        socket.id, frozenset(socket.rooms), socket.data, socket.handshake.to_wire()
-    )
-
-
 def _json_safe(details: wire.SocketDetails) -> wire.SocketDetails:
     try:
         sio.dumps(sio.split_binary(details.data, []))
@@ -217,10 +205,3 @@ def _json_safe(details: wire.SocketDetails) -> wire.SocketDetails:
             details.id,
         )
         return wire.SocketDetails(details.id, details.rooms, None, details.handshake)
-
-
-async def _expire(sockets: list[Socket], ack_id: int, timeout: float) -> None:
-    """Forget the acks of a remote broadcast its sender has stopped waiting for."""
-    await anyio.sleep(timeout)
-    for socket in sockets:
-        socket._acks.discard(ack_id)

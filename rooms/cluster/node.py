@@ -31,8 +31,8 @@ from rooms.exceptions import BrokerError, ClusterTimeout, ProtocolError
 from rooms.protocol import cluster as wire
 
 if TYPE_CHECKING:
+    from rooms.cluster.handlers import Local
     from rooms.cluster.relay import Relay
-    from rooms.server import Server
 
 logger = logging.getLogger("rooms.cluster")
 
@@ -137,12 +137,12 @@ class AckRequest(Pending):
 
 
 class Node:
-    """This process in the cluster. Created by :class:`rooms.Server` when given a broker;
-    reached as ``server.node``."""
+    """This process in the cluster. Created by :class:`rooms.Server` when given a broker
+    (``local`` is its side of the cluster's requests); reached as ``server.node``."""
 
     def __init__(
         self,
-        server: Server,
+        local: Local,
         broker: Broker,
         *,
         prefix: str = "rooms",
@@ -152,7 +152,7 @@ class Node:
         clock: Clock | None = None,
         queue_size: int = 10_000,
     ) -> None:
-        self.server = server
+        self.local = local  # what this process does when the others ask
         self.broker = broker
         self.uid = new_uid()
         self.prefix = prefix
@@ -193,7 +193,7 @@ class Node:
         """
         from rooms.cluster.handlers import handlers
 
-        self._handlers = handlers(self)
+        self._handlers = handlers(self, self.local)
         self._running = True
         started = False
         backoff = Backoff(_FIRST_BACKOFF, _MAX_BACKOFF)
@@ -366,7 +366,6 @@ class Node:
     # ------------------------------------------------------------------ receiving
 
     async def _receive(self, messages: Any) -> None:
-        flusher = self.server.engine.flusher
         async for raw in messages:
             try:
                 message = wire.decode(raw)
@@ -383,7 +382,7 @@ class Node:
                 logger.exception("node %s: handling %s failed", self.uid, message.type.name)
             # Deliveries queue frames; let them go out before taking more (backpressure
             # into the broker's bounded subscription buffer instead of every outbox).
-            await flusher.wait_flushed()
+            await self.local.wait_flushed()
 
     # ------------------------------------------------------------------ requests
 

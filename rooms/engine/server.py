@@ -160,6 +160,7 @@ class EngineServer:
 
     @property
     def running_group(self) -> anyio.abc.TaskGroup:
+        """The task group of the running engine; RoomsError before startup."""
         if self._tg is None:
             raise RoomsError(
                 "expected the server to be running, got a request before startup: mount "

@@ -27,7 +27,7 @@ from rooms.mailbox.memory import MemoryMailboxStore
 from rooms.mailbox.store import Mail, MailboxStore, Overflow
 
 if TYPE_CHECKING:
-    from rooms.cluster.emitter import Emitter
+    from rooms.emitter import Emitter
     from rooms.server import Server
     from rooms.socket import Socket
 
@@ -133,24 +133,31 @@ class Mailbox:
 
         return RedisMailboxStore(redis, prefix, self.max_messages, self.max_age, self.overflow)
 
-    def _bind_server(self, server: Server) -> None:
+    def attach(self, server: Server) -> None:
+        """Called by the server it is given to: every process hears of new mail."""
+        server.of(self.namespace).on_server_event(NEW_MAIL)(self._notified)
+
+    def start(self, server: Server) -> None:
+        """Called as the server starts: the store opens beside its broker."""
         node = server.node
         self._server = server
         self.store = self._store_for(
             node.broker if node else None, node.prefix if node else "rooms", server.engine.clock
         )
 
-    def _unbind(self) -> None:
+    def stop(self) -> None:
+        """Called as the server (or emitter) stops."""
         self.store = None
         self._server = self._emitter = None
         for wake in self._wakes.values():
             wake.set()
 
-    def _bind_emitter(self, emitter: Emitter, prefix: str) -> None:
+    def start_emitter(self, emitter: Emitter) -> None:
+        """Called as an emitter opens: mail kept from there goes to Redis."""
         # Redis only: a memory store here would keep the mail where no server can see it.
         redis = redis_for("redis", emitter.broker, "an emitter's mailbox")
         self._emitter = emitter
-        self.store = self._store_for(redis, prefix, anyio.current_time)
+        self.store = self._store_for(redis, emitter.prefix, anyio.current_time)
 
     # ------------------------------------------------------------------ delivering
 
@@ -165,7 +172,9 @@ class Mailbox:
             if wake is not None:
                 wake.set()
 
-    def _socket_ready(self, socket: Socket) -> None:
+    def socket_connected(self, socket: Socket) -> None:
+        """Called for every socket that connects: one of this mailbox's namespace whose
+        identity is known gets its mail, until it leaves."""
         if socket.nsp.name != self.namespace or self._server is None:
             return
         try:
@@ -177,9 +186,10 @@ class Mailbox:
             return
         self._sockets.setdefault(identity, {})[socket.id] = socket
         self._identity_of[socket.id] = identity
+        socket.on_leave(self._socket_gone)
         self._server.spawn(self._deliver, socket, identity)
 
-    def _socket_gone(self, socket: Socket) -> None:
+    def _socket_gone(self, socket: Socket, reason: str) -> None:
         identity = self._identity_of.pop(socket.id, None)
         if identity is not None:
             sockets = self._sockets.get(identity, {})

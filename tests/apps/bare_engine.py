@@ -8,22 +8,23 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 import rooms
+from rooms.engine import Session
 
 events: list[str] = []
 
 
-def on_connect(session: rooms.Session) -> bool:
+def on_connect(session: Session) -> bool:
     events.append(f"connect {session.transport}")
     # A client may ask to be refused, to test the refusal path.
     return b"refuse=1" not in session.scope.get("query_string", b"")
 
 
-async def on_message(session: rooms.Session, data: str | bytes) -> None:
+async def on_message(session: Session, data: str | bytes) -> None:
     # Echo: text back as text, binary back as binary.
     session.send_message(data)
 
 
-def on_disconnect(session: rooms.Session, reason: str) -> None:
+def on_disconnect(session: Session, reason: str) -> None:
     events.append(f"disconnect {reason}")
 
 

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 import rooms
+from rooms.cluster import Node
 from rooms.starlette import get_server
 
 logger = logging.getLogger("tests.cluster")
@@ -36,7 +37,7 @@ server = rooms.Server(
 )
 
 
-def node() -> rooms.Node:
+def node() -> Node:
     assert server.node is not None
     return server.node
 

@@ -14,6 +14,7 @@ import pytest
 import rooms
 from rooms.brokers import Broker, Hub, MemoryBroker
 from rooms.brokers.redis import RedisBroker
+from rooms.cluster import Node
 from rooms.testing import Lifespan, TestClient
 
 BrokerFactory = Callable[[], Broker]
@@ -96,7 +97,7 @@ class Cluster:
         with anyio.fail_after(10):
             await self._stopped[index].wait()
 
-    def node(self, index: int) -> rooms.Node:
+    def node(self, index: int) -> Node:
         node = self.servers[index].node
         assert node is not None
         return node

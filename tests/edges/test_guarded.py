@@ -16,6 +16,7 @@ import pytest
 
 import rooms
 from rooms.brokers import Hub, MemoryBroker
+from rooms.engine import Session
 from rooms.testing import Lifespan, TestClient
 
 pytestmark = pytest.mark.anyio
@@ -174,7 +175,7 @@ async def test_an_engine_callback_that_raises_closes_its_session_as_an_internal_
     seen: list[str] = []
 
     @engine.on("message")
-    def on_message(session: rooms.Session, data: str | bytes) -> None:
+    def on_message(session: Session, data: str | bytes) -> None:
         if data == "bug":
             raise RuntimeError("callback bug")
         seen.append(str(data))
@@ -313,7 +314,7 @@ async def test_an_async_engine_disconnect_callback_that_raises_is_logged(
     ran = anyio.Event()
 
     @engine.on("disconnect")
-    async def on_disconnect(session: rooms.Session, reason: str) -> None:
+    async def on_disconnect(session: Session, reason: str) -> None:
         ran.set()
         raise RuntimeError("disconnect callback bug")
 

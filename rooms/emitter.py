@@ -23,7 +23,7 @@ import anyio
 from rooms.brokers import Broker, broker_from_url
 from rooms.cluster.node import EMITTER_UID, channels
 from rooms.exceptions import BrokerError
-from rooms.mailbox import Mailbox
+from rooms.plugin import EmitterPlugin
 from rooms.protocol import cluster as wire
 from rooms.protocol import socketio as sio
 from rooms.recovery import Recovery, Store
@@ -54,7 +54,7 @@ class Emitter(Chain["EmitterOperator"], Acts["EmitterOperator"]):
         *,
         namespace: str = "/",
         cluster_prefix: str = "rooms",
-        mailbox: Mailbox | None = None,
+        mailbox: EmitterPlugin | None = None,
         recovery: Recovery | None = None,
     ) -> None:
         broker = broker_from_url(broker) if isinstance(broker, str) else broker
@@ -75,18 +75,19 @@ class Emitter(Chain["EmitterOperator"], Acts["EmitterOperator"]):
 
     @property
     def broker(self) -> Broker:
+        """The broker this emitter publishes on (shared by its namespace views)."""
         return self._link.broker
 
     async def __aenter__(self) -> Emitter:
         await self._link.broker.__aenter__()
         self._link.open = True
         if self.mailbox is not None:
-            self.mailbox._bind_emitter(self, self.prefix)
+            self.mailbox.start_emitter(self)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self.mailbox is not None:
-            self.mailbox._unbind()
+            self.mailbox.stop()
         self._link.open = False
         await self._link.broker.__aexit__(*exc_info)
 

@@ -59,6 +59,7 @@ class RemoteSocket:
         await self.nsp.to(self.id).sockets_join(rooms)
 
     async def leave(self, room: str) -> None:
+        """Make the socket leave ``room``."""
         await self.nsp.to(self.id).sockets_leave(room)
 
     async def disconnect(self, close: bool = False) -> None:
