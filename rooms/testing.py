@@ -196,11 +196,9 @@ class TestClient:
         tb: TracebackType | None,
     ) -> None:
         if not self.disconnected.is_set():
-            await self._send_frame("1")
-            with anyio.move_on_after(self.timeout):
-                await self.disconnected.wait()  # the server closes after our CLOSE packet
-            with anyio.move_on_after(self.timeout):
-                await self.disconnected.wait()
+            # As a client closes a websocket session: it closes the websocket (a CLOSE
+            # packet is for long-polling), and the ASGI server tells the app.
+            await self._to_app.send({"type": "websocket.disconnect", "code": 1000})
         with anyio.move_on_after(self.timeout):
             await self._app_done.wait()  # let the server finish its side of the close
         self._tg.cancel_scope.cancel()

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,10 +212,12 @@ def start_server(
     port: int | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 20.0,
+    args: Sequence[str] = (),
 ) -> LiveServer:
-    """Start ``app`` under ``kind`` and wait until its /health answers."""
+    """Start ``app`` under ``kind`` (``args`` appended to its command line: uvicorn's
+    ``--ws wsproto``, say) and wait until its /health answers."""
     port = port or free_port()
-    command = [part.format(app=app, port=port) for part in SERVERS[kind]]
+    command = [part.format(app=app, port=port) for part in SERVERS[kind]] + list(args)
     log_path = tmp_path / f"server-{kind}-{port}.log"
     with log_path.open("wb") as log_file:  # the child keeps its own copy of the fd
         process = spawn(

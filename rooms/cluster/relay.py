@@ -141,7 +141,7 @@ class Relay:
             logger.info("relay %s: the owner %s went quiet or away", stream, owner)
             self.node.send("/", Forward(stream, _disconnect(scope["type"])), to=owner)
             if not started:
-                await _unknown_session(self.engine, scope, send)
+                await _unknown_session(self.engine, scope, receive, send)
 
     async def _uplink(self, stream: str, owner: str, receive: Receive) -> None:
         while True:
@@ -246,13 +246,15 @@ def _offer(inbox: Inbox, event: dict[str, Any]) -> None:
         pass
 
 
-async def _unknown_session(engine: EngineServer, scope: Scope, send: Send) -> None:
+async def _unknown_session(
+    engine: EngineServer, scope: Scope, receive: Receive, send: Send
+) -> None:
     from rooms.engine.polling import respond_error
     from rooms.engine.websocket import deny
 
     try:
         if scope["type"] == "websocket":
-            await deny(scope, send, HandshakeError.UNKNOWN_SID)
+            await deny(scope, send, HandshakeError.UNKNOWN_SID, receive)
         else:
             await respond_error(engine, scope, send, HandshakeError.UNKNOWN_SID)
     except Exception as exc:  # the client may be gone too

@@ -121,6 +121,9 @@ class Flusher:
                 else:
                     self._stalled.pop(pump, None)
                     pump.slow = False  # we were the stalled flusher: it caught up
+                # An idle flusher holds no session: the last one served may be closed
+                # and must be freed at once (DESIGN §6), not when the next one comes.
+                del pump
         # A newer flusher owns the queue now.
 
     def _served(self) -> None:

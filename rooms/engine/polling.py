@@ -1,7 +1,11 @@
 """HTTP long-polling: GET waits for queued packets, POST delivers the client's packets.
 
-One GET and one POST may be in flight per session; an overlapping one is answered 400 and
-closes the session, as the reference server does.
+One GET and one POST may be in flight per session; an overlapping one is answered 400 (with
+no body) and closes the session, as the reference server does. The answers to the edge
+cases are the reference's too: a method other than GET or POST for a session is 500; a
+body past ``max_payload`` is 413 and leaves the session open (the client is told, and
+closes it); a packet that breaks the protocol closes the session (the packets before it
+are acted on) and its POST is answered "ok" all the same.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ import anyio
 
 from rooms._types import Receive, Scope, Send
 from rooms.engine.server import header, parse_query, refuse
-from rooms.engine.session import Session, State
+from rooms.engine.session import Session
 from rooms.exceptions import PayloadTooLarge, ProtocolError
-from rooms.protocol.engineio import CLOSE, HandshakeError, decode_payload, encode_payload
+from rooms.protocol.engineio import HandshakeError, encode_payload, iter_payload
 
 if TYPE_CHECKING:
     from rooms.engine.server import EngineServer
@@ -58,38 +62,28 @@ async def handle(engine: EngineServer, scope: Scope, receive: Receive, send: Sen
         await _preflight(engine, scope, send)
         return
     query = parse_query(scope)
-    error = engine.check_request(scope, query, "polling")
+    error = engine.check_request(scope, query, method, upgrade=False)
     if error is not None:
-        await respond_error(engine, scope, send, error)
+        if await _discard_body(receive, engine.max_payload):
+            await respond_error(engine, scope, send, error)
         return
     sid = query.get("sid")
     if sid is None:
-        if method != "GET":
-            refuse("expected GET for a handshake, got %.16s", method)
-            await respond_error(engine, scope, send, HandshakeError.BAD_HANDSHAKE_METHOD)
-            return
         session = await engine.open_session(scope, "polling")
         if session is None:
             await respond_error(engine, scope, send, HandshakeError.FORBIDDEN)
             return
-        await _answer_poll(engine, session, scope, send, session.take())
+        await _answer_poll(engine, scope, send, session.take())
         return
-    session = engine.sessions.get(sid)
-    if session is None:
-        refuse("expected a known sid, got %.40r", sid)
-        await respond_error(engine, scope, send, HandshakeError.UNKNOWN_SID)
-        return
-    if session.transport != "polling" and method == "POST":
-        refuse("session %s: expected no polling after its upgrade, got a POST", sid)
-        await respond_error(engine, scope, send, HandshakeError.BAD_REQUEST)
-        return
+    session = engine.sessions[sid]  # check_request found it
     if method == "GET":
         await _get(engine, session, scope, receive, send)
     elif method == "POST":
         await _post(engine, session, scope, receive, send)
     else:
-        refuse("expected GET or POST, got %.16s", method)
-        await respond_error(engine, scope, send, HandshakeError.BAD_REQUEST)
+        refuse("session %s: expected GET or POST, got %.16s", sid, method)
+        if await _discard_body(receive, engine.max_payload):
+            await respond(send, 500, b"", [])
 
 
 async def _preflight(engine: EngineServer, scope: Scope, send: Send) -> None:
@@ -103,18 +97,19 @@ async def _preflight(engine: EngineServer, scope: Scope, send: Send) -> None:
 
 
 async def _refuse_overlap(
-    engine: EngineServer, session: Session, scope: Scope, send: Send, method: str
+    engine: EngineServer, session: Session, receive: Receive, send: Send, method: str
 ) -> None:
     refuse("session %s: expected one %s at a time, got an overlapping one", session.sid, method)
     session.close("transport error")
-    await respond_error(engine, scope, send, HandshakeError.BAD_REQUEST)
+    if method == "GET" or await _discard_body(receive, engine.max_payload):
+        await respond(send, 400, b"", [])
 
 
 async def _get(
     engine: EngineServer, session: Session, scope: Scope, receive: Receive, send: Send
 ) -> None:
     if not session.begin_request("GET"):
-        await _refuse_overlap(engine, session, scope, send, "GET")
+        await _refuse_overlap(engine, session, receive, send, "GET")
         return
     frames: list[str | bytes] | None = None
     try:
@@ -126,20 +121,16 @@ async def _get(
         session.end_request("GET")
     if frames is None:  # the client went away while we waited
         return
-    await _answer_poll(engine, session, scope, send, frames)
+    # A closing session's frames went alone, and its CLOSE goes with the next poll (see
+    # Session.next_frames): socket.io-client hands decoded packets to its socket a tick
+    # after reading them, so messages sharing a payload with a CLOSE would reach an
+    # already disconnected socket (and, with recovery, be replayed a second time).
+    await _answer_poll(engine, scope, send, frames)
 
 
 async def _answer_poll(
-    engine: EngineServer, session: Session, scope: Scope, send: Send, frames: list[str | bytes]
+    engine: EngineServer, scope: Scope, send: Send, frames: list[str | bytes]
 ) -> None:
-    if session.state is State.CLOSED or (session.state is State.CLOSING and not frames):
-        frames = [*frames, *session.take(), CLOSE]
-        session.finish()
-    # else, CLOSING with frames to deliver: they go alone, and the CLOSE goes with the next
-    # poll (or the session is aborted at its close deadline if none comes). socket.io-client
-    # hands decoded packets to its socket a tick after reading them, so messages sharing a
-    # payload with a CLOSE would reach an already disconnected socket (and, with recovery,
-    # be replayed a second time).
     body = encode_payload(frames).encode()
     await respond(send, 200, body, [TEXT_PLAIN, *engine.cors_headers(scope)])
 
@@ -157,25 +148,21 @@ async def _post(
     engine: EngineServer, session: Session, scope: Scope, receive: Receive, send: Send
 ) -> None:
     if not session.begin_request("POST"):
-        await _refuse_overlap(engine, session, scope, send, "POST")
+        await _refuse_overlap(engine, session, receive, send, "POST")
         return
     try:
         try:
             body = await _read_body(receive, engine.max_payload)
-            packets = decode_payload(body, engine.max_payload)
-            for packet in packets:
+            for packet in iter_payload(body, engine.max_payload):
                 await engine.receive_packet(session, packet)
         except PayloadTooLarge as exc:
-            refuse("session %s: %s; closing it", session.sid, exc)
-            session.close("transport error")
-            await respond(
-                send, 413, b"Payload Too Large", [TEXT_PLAIN, *engine.cors_headers(scope)]
-            )
+            # The reference answers 413 and keeps the session: the client errs and closes.
+            refuse("session %s: %s", session.sid, exc)
+            await respond(send, 413, b"", [])
             return
         except ProtocolError as exc:
+            # The reference closes the session and answers the POST as usual.
             engine.protocol_error(session, exc)
-            await respond_error(engine, scope, send, HandshakeError.BAD_REQUEST)
-            return
         except _ClientGone:
             session.close("transport close")
             return
@@ -186,6 +173,20 @@ async def _post(
     finally:
         session.end_request("POST")
     await respond(send, 200, b"ok", [TEXT_HTML, *engine.cors_headers(scope)])
+
+
+async def _discard_body(receive: Receive, limit: int) -> bool:
+    """Read a refused request's body (up to ``limit`` bytes) before answering it; False if
+    the client went meanwhile. An answer sent while the body still streams in has the
+    ASGI server deal with the rest of the request at the same time; hypercorn on trio then
+    may send on the connection from two tasks at once (``trio.BusyResourceError``)."""
+    try:
+        await _read_body(receive, limit)
+    except PayloadTooLarge:
+        return True  # enough: answer now
+    except _ClientGone:
+        return False
+    return True
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

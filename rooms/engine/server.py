@@ -65,8 +65,10 @@ class EngineServer:
       ``"server shutting down"``).
 
     An ``on_message`` that raises :class:`~rooms.ProtocolError` closes the session as a
-    parse error (websocket close 1002; HTTP 400 on long-polling); any other exception is
-    logged at ERROR and closes it too. Errors of the other callbacks are logged and end there.
+    parse error (a normal websocket close, as the reference server's; on long-polling the
+    POST is answered "ok" and the pending poll carries the close); any other exception is
+    logged at ERROR and closes it too. Errors of the other callbacks are logged and end
+    there.
 
     Times are seconds (floats); they are advertised to clients in whole milliseconds. Each
     session's outbox holds at most ``max_outbox`` frames and ``max_outbox_bytes`` bytes; a
@@ -220,19 +222,49 @@ class EngineServer:
     # ------------------------------------------------------------------ handshake
 
     def check_request(
-        self, scope: Scope, query: dict[str, str], transport: str
+        self, scope: Scope, query: dict[str, str], method: str, upgrade: bool
     ) -> HandshakeError | None:
-        """The checks every request passes before it reaches a session."""
-        if query.get("EIO") != PROTOCOL_VERSION:
-            refuse("expected EIO=%s, got %.40r", PROTOCOL_VERSION, query.get("EIO"))
-            return HandshakeError.UNSUPPORTED_PROTOCOL_VERSION
+        """The checks every request passes before it reaches a session, in the reference
+        server's order: the transport; then, with a sid, that the session is known and
+        (unless this is a websocket upgrade) on that transport; without one, a GET that
+        is not a websocket without its upgrade. The origin is checked for every request
+        (the reference leaves it to an ``allowRequest`` at the handshake); the protocol
+        version only at the handshake, so a request for a session is served whatever its
+        ``EIO``."""
         requested = query.get("transport")
         if requested not in self.transports:
             refuse("expected a transport from %s, got %.40r", self.transports, requested)
             return HandshakeError.UNKNOWN_TRANSPORT
-        if requested != transport:
-            refuse("expected transport=%s on this request, got %.40r", transport, requested)
+        sid = query.get("sid")
+        if sid is not None:
+            session = self.sessions.get(sid)
+            if session is None:
+                refuse("expected a known sid, got %.40r", sid)
+                return HandshakeError.UNKNOWN_SID
+            if not upgrade and requested != session.transport:
+                refuse(
+                    "session %s: expected transport=%s, got %.40r",
+                    sid,
+                    session.transport,
+                    requested,
+                )
+                return HandshakeError.BAD_REQUEST
+            return self._check_origin(scope)
+        if method != "GET":
+            refuse("expected GET for a handshake, got %.16s", method)
+            return HandshakeError.BAD_HANDSHAKE_METHOD
+        if requested == "websocket" and not upgrade:
+            refuse("expected a websocket upgrade for transport=websocket, got plain HTTP")
             return HandshakeError.BAD_REQUEST
+        error = self._check_origin(scope)
+        if error is not None:
+            return error
+        if query.get("EIO") != PROTOCOL_VERSION:
+            refuse("expected EIO=%s, got %.40r", PROTOCOL_VERSION, query.get("EIO"))
+            return HandshakeError.UNSUPPORTED_PROTOCOL_VERSION
+        return None
+
+    def _check_origin(self, scope: Scope) -> HandshakeError | None:
         origin = header(scope, b"origin")
         if origin is not None and not self.origin_allowed(scope, origin):
             refuse("expected an allowed origin, got %.80r", origin)
@@ -319,9 +351,18 @@ class EngineServer:
         elif ptype is PacketType.PONG:
             self.heartbeat.pong(session)
         elif ptype is PacketType.CLOSE:
-            session.close("transport close")
-            if session.transport == "polling" and not session.polling:
-                session.finish()  # the client is gone; no poll will come to drain
+            # Over a websocket the client closes the websocket itself; the reference acts
+            # on a CLOSE packet only over long-polling.
+            if session.transport == "polling":
+                session.client_close()
+        elif ptype is PacketType.PING:
+            # Engine.IO v4: the server pings, the client pongs (the reference closes).
+            bad_input.log(
+                logging.INFO,
+                "session %s: expected PONG from the client, got PING; closing it",
+                session.sid,
+            )
+            session.close("transport error")
         elif ptype is PacketType.NOOP:
             pass
         else:

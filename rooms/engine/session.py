@@ -1,10 +1,26 @@
 """One Engine.IO session: its state machine and its bounded outbox.
 
-States::
+States (the transitions are this class's methods; nothing else writes them)::
 
-    OPEN ──probe on a websocket──▶ UPGRADING ──"5"──▶ OPEN (transport = websocket)
-      │                               │ probe fails: back to OPEN on polling
-      └──────────── close(reason) ────┴──▶ CLOSING (outbox drains) ──▶ CLOSED
+    OPEN ──a websocket with its sid connects──▶ UPGRADING ──"5"──▶ OPEN (transport = websocket)
+      │      (begin_upgrade)                       │ "2probe" (probe): polls answered NOOP
+      │                                            │ anything else, or its websocket goes:
+      │                                            │ back to OPEN on polling (abandon_upgrade)
+      └──────────── close(reason) ─────────────────┴──▶ CLOSING ──▶ CLOSED (finish)
+
+How a session on long-polling ends is what the reference server does:
+
+- closed by the application (``close()``, "forced close"): what is queued goes with the
+  next poll, and the poll after it carries NOOP and CLOSE; a poll pending at the close
+  carries CLOSE at once. Then the session is finished.
+- closed for any other reason (ping timeout, parse error, transport error, shutdown): a
+  pending poll carries CLOSE; with none pending the session is finished at once, its
+  queued frames dropped, and a later request is told its sid is unknown.
+- closed by the client's CLOSE packet: a pending poll is released with NOOP; finished.
+
+A session is upgrading from the moment a websocket claims it, probe or not: a second
+websocket for it (or for an upgraded session) is accepted and closed. Only the probe
+releases the pending poll (NOOP), so the client can pause polling before it sends "5".
 
 Frames are queued as websocket frames (``str`` or ``bytes``); whichever transport currently
 carries the session drains the same queue, so nothing is lost across an upgrade.
@@ -38,12 +54,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from rooms._types import Scope
-from rooms.protocol.engineio import NOOP, Frame, message_frame
+from rooms.protocol.engineio import CLOSE, NOOP, Frame, message_frame
 
 if TYPE_CHECKING:
     from rooms.engine.server import EngineServer
 
 logger = logging.getLogger("rooms.engine")
+
+FORCED_CLOSE = "forced close"
 
 
 class State(enum.Enum):
@@ -95,11 +113,14 @@ class Session:
     __slots__ = (
         "__weakref__",
         "_bytes",
+        "_client_closed",
         "_dispatching",
+        "_finished",
         "_flushing",
         "_get",
         "_outbox",
         "_post",
+        "_probed",
         "_room",
         "_waiter",
         "awaiting_pong",
@@ -153,6 +174,9 @@ class Session:
         self._outbox: list[Frame] = []
         self._bytes = 0  # what the outbox holds, as frames_size() counts it
         self._waiter: anyio.Event | None = None  # a long-poll GET waiting for frames
+        self._probed = False  # the upgrading websocket sent "2probe": polls get NOOP
+        self._client_closed = False  # the client's CLOSE packet: a pending poll gets NOOP
+        self._finished: anyio.Event | None = None  # an upgrading websocket waits for the end
         self._room: anyio.Event | None = None  # a producer waiting for the outbox to drain
 
     def __repr__(self) -> str:
@@ -176,6 +200,11 @@ class Session:
     def polling(self) -> bool:
         """A long-poll GET is in flight (it will carry what is queued, and the close)."""
         return self._get
+
+    @property
+    def posting(self) -> bool:
+        """A POST is in flight (its body is being read or its packets dispatched)."""
+        return self._post
 
     @property
     def queued(self) -> int:
@@ -325,6 +354,8 @@ class Session:
     def end_request(self, method: str) -> None:
         if method == "GET":
             self._get = False
+            if self.state is State.CLOSING and self.close_reason != FORCED_CLOSE:
+                self.finish()  # the poll went without carrying the close: none will
         else:
             self._post = False
 
@@ -335,11 +366,20 @@ class Session:
         self.carrier = carrier
 
     def begin_upgrade(self) -> bool:
-        """``2probe`` arrived on a websocket: OPEN → UPGRADING, and a pending poll is
-        released (with a NOOP) so the client can pause polling. False if not OPEN."""
-        if self.state is not State.OPEN:
+        """A websocket with this session's sid connected: OPEN → UPGRADING. False if the
+        session is not OPEN on polling (upgrading already, upgraded, or closing)."""
+        if self.state is not State.OPEN or self.transport != "polling":
             return False
         self.state = State.UPGRADING
+        return True
+
+    def probe(self) -> bool:
+        """``2probe`` arrived on the upgrading websocket: a pending poll is released (with a
+        NOOP) so the client can pause polling, and so is every poll until the upgrade
+        ends. False if the session is not upgrading any more."""
+        if self.state is not State.UPGRADING:
+            return False
+        self._probed = True
         self.wake()
         return True
 
@@ -349,14 +389,24 @@ class Session:
             return False
         self.transport = "websocket"
         self.state = State.OPEN
+        self._probed = False
         self.wake()
         return True
+
+    async def wait_finished(self) -> None:
+        """Return once the session is finished (an upgrading websocket is closed then, as
+        the reference closes it when its session closes)."""
+        if self.state is State.CLOSED:
+            return
+        if self._finished is None:
+            self._finished = anyio.Event()
+        await self._finished.wait()
 
     def abandon_upgrade(self) -> None:
         """The probe failed or its websocket went: the session stays on polling."""
         if self.state is State.UPGRADING:
             self.state = State.OPEN
-            self.wake()
+            self._probed = False
 
     def refuse(self) -> None:
         """The engine refused the handshake: CLOSED, with no callback (it never opened)."""
@@ -411,21 +461,32 @@ class Session:
         return not self.closed
 
     async def next_frames(self) -> list[Frame]:
-        """For a long-poll GET: wait for queued frames and take them all.
+        """For a long-poll GET (which holds the GET token): what to answer it.
 
-        Returns an empty list once the session is CLOSING and drained, or CLOSED.
-        A poll during an upgrade (or after it) is released at once with a NOOP so the client
-        can pause polling (Engine.IO v4 spec, "Upgrade").
+        Waits for queued frames and takes them all. A closing session's answer ends it (see
+        the module's docstring for which one: CLOSE; NOOP then CLOSE for a poll that came
+        after a forced close; NOOP for a poll pending when the client closed) and the
+        session is finished. A poll during a probed upgrade (or after the upgrade) is
+        released at once with a NOOP so the client can pause polling (Engine.IO v4 spec,
+        "Upgrade").
         """
+        late = self.state is State.CLOSING  # came after the close
         while True:
             if self.transport != "polling":
                 return [NOOP]  # upgraded: what is queued belongs to the websocket now
             if self._outbox:
-                return self.take()
+                return self.take()  # even when closing: the close goes with the next poll
             state = self.state
             if state is State.CLOSING or state is State.CLOSED:
-                return []
-            if state is State.UPGRADING:
+                if self._client_closed:
+                    answer = [NOOP]
+                elif late:
+                    answer = [NOOP, CLOSE]
+                else:
+                    answer = [CLOSE]
+                self.finish()
+                return answer
+            if self._probed:
                 return [NOOP]
             waiter = self._waiter = anyio.Event()
             await waiter.wait()
@@ -439,9 +500,11 @@ class Session:
 
     # ------------------------------------------------------------------ closing
 
-    def close(self, reason: str = "forced close") -> None:
+    def close(self, reason: str = FORCED_CLOSE) -> None:
         """Close the session: queued frames still drain, then the transport closes; past
-        the engine's ``close_timeout`` it is aborted.
+        the engine's ``close_timeout`` it is aborted. On long-polling with no poll pending,
+        only a forced close (the application's) waits for a poll; any other reason
+        finishes the session at once (see the module's docstring).
 
         Idempotent; the engine's disconnect callback runs once, with the first reason.
         """
@@ -454,6 +517,18 @@ class Session:
         if self.carrier is not None and not self._flushing:
             self.carrier.kick()
         self.engine.session_closed(self, reason)
+        if self.transport == "polling" and not self._get and reason != FORCED_CLOSE:
+            # No poll will carry this close: the reference server forgets the session at
+            # once, and so a later request hears that its sid is unknown.
+            self.finish()
+
+    def client_close(self) -> None:
+        """The client sent CLOSE on long-polling: a pending poll is released with a NOOP,
+        and the session is finished."""
+        if self.closed:
+            return
+        self._client_closed = True
+        self.close("transport close")
 
     def abort(self) -> None:
         """The close deadline passed (or the transport must go now): cancel what the
@@ -479,4 +554,6 @@ class Session:
             # process may not run the cyclic collector for a long time.
             self.upper = None
             self.carrier = None
+            if self._finished is not None:
+                self._finished.set()
             self.engine.session_finished(self)

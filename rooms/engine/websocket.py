@@ -30,7 +30,6 @@ from rooms.protocol.engineio import (
     PONG_PROBE,
     Frame,
     HandshakeError,
-    PacketType,
     decode_frame,
 )
 
@@ -40,16 +39,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger("rooms.engine")
 
 CLOSE_NORMAL = 1000
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_UNSUPPORTED_DATA = 1007
+CLOSE_ABNORMAL = 1006  # never sent: what an ASGI server reports for a connection lost
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_REPLY_TIMEOUT = 2.0  # seconds a closed websocket waits for the peer's close frame
 
 
 async def handle(engine: EngineServer, scope: Scope, receive: Receive, send: Send) -> None:
-    query = parse_query(scope)
-    error = engine.check_request(scope, query, "websocket")
     try:
         connect = await receive()
     except Exception as exc:
@@ -57,27 +53,34 @@ async def handle(engine: EngineServer, scope: Scope, receive: Receive, send: Sen
         return
     if connect["type"] != "websocket.connect":
         return
+    query = parse_query(scope)
+    error = engine.check_request(scope, query, "GET", upgrade=True)
     if error is not None:
-        await deny(scope, send, error)
+        await deny(scope, send, error, receive)
         return
     sid = query.get("sid")
+    transport = query.get("transport")
     del query, connect  # a connection lives long; keep only what it needs
+    if transport != "websocket":
+        # A transport that takes no upgrade (polling): the reference accepts the
+        # websocket, then closes it.
+        refuse("expected transport=websocket on a websocket, got %.40r", transport)
+        await _accept_and_close(send, receive)
+        return
     if sid is None:
         session = await engine.open_session(scope, "websocket")
         if session is None:
-            await deny(scope, send, HandshakeError.FORBIDDEN)
+            await deny(scope, send, HandshakeError.FORBIDDEN, receive)
             return
         if await _accept(send):
             await _run(engine, session, receive, send)
         else:
             session.finish()
         return
-    session = engine.sessions.get(sid)
-    if session is None:
-        refuse("expected a known sid for an upgrade, got %.40r", sid)
-        await deny(scope, send, HandshakeError.UNKNOWN_SID)
-        return
-    if session.transport != "polling" or session.state is not State.OPEN:
+    session = engine.sessions[sid]  # check_request found it
+    if not session.begin_upgrade():
+        # Upgrading already (a websocket claimed it, probe or not), upgraded, or closing:
+        # the reference accepts the websocket, then closes it.
         refuse(
             "session %s: expected one upgrade from polling, got a second websocket "
             "while it is %s on %s",
@@ -85,9 +88,12 @@ async def handle(engine: EngineServer, scope: Scope, receive: Receive, send: Sen
             session.state.value,
             session.transport,
         )
-        await deny(scope, send, HandshakeError.BAD_REQUEST)
+        await _accept_and_close(send, receive)
         return
-    if await _accept(send) and await _upgrade(engine, session, receive, send):
+    if not await _accept(send):
+        session.abandon_upgrade()
+        return
+    if await _upgrade(engine, session, receive, send):
         await _run(engine, session, receive, send)
 
 
@@ -100,59 +106,115 @@ async def _accept(send: Send) -> bool:
     return True
 
 
-async def deny(scope: Scope, send: Send, error: HandshakeError) -> None:
-    """Refuse before accepting: a JSON body when the server supports it, else a close."""
-    status = 403 if error is HandshakeError.FORBIDDEN else 400
+async def _accept_and_close(send: Send, receive: Receive) -> None:
+    if await _accept(send):
+        await _close_quietly(send, CLOSE_NORMAL)
+        await _await_close_reply(receive)
+
+
+async def deny(
+    scope: Scope, send: Send, error: HandshakeError, receive: Receive | None = None
+) -> None:
+    """Refuse a websocket before accepting it, as the reference server does: HTTP 400 with
+    the error's message as a text body. Where the ASGI server cannot answer a websocket
+    with a response, a close before accepting (its servers answer 403).
+
+    With ``receive``, wait (within a bound) until the ASGI server has let the connection
+    go before returning: uvicorn's websockets-sansio implementation logs "ASGI callable
+    returned without completing handshake" at ERROR for an app that returns after an
+    HTTP response but before the connection is gone."""
     try:
-        if "websocket.http.response" in scope.get("extensions", {}) or {}:
-            body = error.body()
+        if "websocket.http.response" in (scope.get("extensions") or {}):
+            body = error.message.encode()
             await send(
                 {
                     "type": "websocket.http.response.start",
-                    "status": status,
+                    "status": 400,
                     "headers": [
-                        (b"content-type", b"application/json"),
+                        (b"content-type", b"text/html"),
                         (b"content-length", str(len(body)).encode()),
+                        (b"connection", b"close"),
                     ],
                 }
             )
             await send({"type": "websocket.http.response.body", "body": body})
         else:
-            await send({"type": "websocket.close", "code": CLOSE_PROTOCOL_ERROR})
+            await send({"type": "websocket.close", "code": CLOSE_NORMAL})
     except Exception as exc:  # the client left before hearing it
         logger.debug("websocket refusal could not be sent: %r", exc)
+        return
+    if receive is not None:
+        await _await_release(receive)
+
+
+async def _await_release(receive: Receive) -> None:
+    """After a refusal: the ASGI server reports the connection gone as a disconnect. An
+    abnormal one (1006) may come before the server has finished with the connection
+    (uvicorn queues one when the response is written, another when the connection is
+    lost): wait for the second. Any other code means it closed the connection itself."""
+    with anyio.move_on_after(CLOSE_REPLY_TIMEOUT):
+        seen = 0
+        try:
+            while seen < 2:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    if message.get("code") != CLOSE_ABNORMAL:
+                        return
+                    seen += 1
+        except Exception as exc:  # the connection is gone: what we waited for
+            logger.debug("waiting for the refused connection to go: %r", exc)
 
 
 async def _upgrade(engine: EngineServer, session: Session, receive: Receive, send: Send) -> bool:
-    """Probe: ``2probe`` → ``3probe``, release the poll with NOOP, then wait for ``5``."""
+    """The session is UPGRADING (this websocket claimed it). ``2probe`` → ``3probe`` (and
+    polls get NOOP from then on); ``5`` completes the upgrade, probe or not. Anything
+    else (the reference's rule), the upgrade timeout, or the session ending first: the
+    websocket is closed normally and the session stays on polling (or is gone)."""
+    upgraded: bool | None = False
     with anyio.move_on_after(engine.upgrade_timeout):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_end_with_session, session, tg.cancel_scope)
+            upgraded = await _probe(session, receive, send)
+            tg.cancel_scope.cancel()
+    if upgraded:
+        return True
+    session.abandon_upgrade()
+    if upgraded is None:
+        return False  # the websocket went
+    await _close_quietly(send, CLOSE_NORMAL)
+    await _await_close_reply(receive)
+    return False
+
+
+async def _end_with_session(session: Session, scope: anyio.CancelScope) -> None:
+    await session.wait_finished()
+    scope.cancel()
+
+
+async def _probe(session: Session, receive: Receive, send: Send) -> bool | None:
+    """Read the upgrading websocket until ``5`` (True) or a packet the upgrade does not
+    take (False); None if the websocket went."""
+    while True:
         try:
-            probe = await _receive_text(receive)
-            if probe != "2probe":
-                raise ProtocolError(f"expected '2probe' to start the upgrade, got {probe[:16]!r}")
-            if not session.begin_upgrade():
-                raise PeerGone
+            message = await _receive_text(receive)
+        except PeerGone:
+            return None
+        if message == "2probe":
+            if not session.probe():
+                return False
             try:
                 await send({"type": "websocket.send", "text": PONG_PROBE})
-            except Exception as exc:
-                raise PeerGone from exc
-            while True:
-                message = await _receive_text(receive)
-                if message == "5":
-                    break
-                if message.startswith("2") or message == "6":
-                    continue  # a late ping probe or noop is harmless
-                raise ProtocolError(f"expected '5' to finish the upgrade, got {message[:16]!r}")
-            if not session.complete_upgrade():
-                raise PeerGone
-            return True
-        except ProtocolError as exc:
-            refuse("session %s: upgrade failed: %s", session.sid, exc)
-            await _close_quietly(send, CLOSE_PROTOCOL_ERROR)
-        except PeerGone:
-            pass
-    session.abandon_upgrade()
-    return False
+            except Exception:
+                return None
+            continue
+        if message == "5":
+            return session.complete_upgrade()  # False: the session closed meanwhile
+        refuse(
+            "session %s: upgrade failed: expected '2probe' or '5', got %.16r",
+            session.sid,
+            message,
+        )
+        return False
 
 
 async def _receive_text(receive: Receive) -> str:
@@ -163,9 +225,7 @@ async def _receive_text(receive: Receive) -> str:
     if message["type"] == "websocket.disconnect":
         raise PeerGone
     text = message.get("text")
-    if text is None:
-        raise ProtocolError("expected a text frame during the upgrade, got binary")
-    return text  # type: ignore[no-any-return]
+    return "" if text is None else text  # binary: no packet the upgrade takes
 
 
 async def _close_quietly(send: Send, code: int) -> None:
@@ -335,11 +395,8 @@ class Pump:
     async def send_close(self) -> None:
         if not self.close_sent and not self.peer_gone:
             self.close_sent = True
-            code = self.close_code
-            if code == CLOSE_NORMAL and self.session.close_reason == "parse error":
-                code = CLOSE_PROTOCOL_ERROR  # whoever found the violation (a timer, too)
             try:
-                await self._send({"type": "websocket.close", "code": code})
+                await self._send({"type": "websocket.close", "code": self.close_code})
             except Exception as exc:
                 raise PeerGone from exc
 
@@ -486,8 +543,6 @@ async def _read(engine: EngineServer, session: Session, pump: Pump, receive: Rec
 
 
 async def _dispatch_packet(engine: EngineServer, session: Session, data: str | bytes) -> None:
-    packet = decode_frame(data)
-    if packet.type is PacketType.PING and packet.data == "probe":
-        refuse("session %s: expected no probe on an open websocket, got one", session.sid)
-        return
-    await engine.receive_packet(session, packet)
+    # A parse error closes the websocket normally, as the reference's (an empty close
+    # frame); so does a ping from the client, a probe on an open websocket included.
+    await engine.receive_packet(session, decode_frame(data))

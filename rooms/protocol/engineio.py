@@ -11,10 +11,11 @@ engine can queue them once and hand them to either transport.
 
 from __future__ import annotations
 
-import binascii
 import enum
 import json
+import re
 from base64 import b64decode, b64encode
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from rooms.exceptions import PayloadTooLarge, ProtocolError
@@ -121,28 +122,42 @@ def encode_payload(frames: list[Frame]) -> str:
 
 
 def decode_payload(body: bytes, max_payload: int) -> list[Packet]:
-    """Split and decode a long-polling POST body.
+    """Split and decode a long-polling POST body (see :func:`iter_payload`)."""
+    return list(iter_payload(body, max_payload))
 
-    Raises :class:`PayloadTooLarge` past ``max_payload`` bytes and :class:`ProtocolError` on
-    invalid UTF-8, an unknown packet type or bad base64.
+
+def iter_payload(body: bytes, max_payload: int) -> Iterator[Packet]:
+    """The packets of a long-polling POST body, in order, decoded one at a time: the
+    packets before an invalid one are acted on, as the reference server does.
+
+    Raises :class:`PayloadTooLarge` past ``max_payload`` bytes (before anything is
+    decoded) and :class:`ProtocolError` on reaching an unknown packet type. The body is
+    read as the reference server reads it: invalid UTF-8 becomes U+FFFD, and base64 is
+    decoded leniently (see :func:`lenient_b64decode`).
     """
     if len(body) > max_payload:
         raise PayloadTooLarge(
             f"expected a payload of at most {max_payload} bytes, got {len(body)} bytes"
         )
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ProtocolError(f"expected a UTF-8 payload, got invalid byte at {exc.start}") from None
-    packets = []
+    return _packets(body.decode("utf-8", "replace"))
+
+
+def _packets(text: str) -> Iterator[Packet]:
     for part in text.split(RECORD_SEPARATOR):
         if part[:1] == "b":
-            try:
-                packets.append(Packet(PacketType.MESSAGE, b64decode(part[1:], validate=True)))
-            except binascii.Error:
-                raise ProtocolError(
-                    f"expected base64 after 'b' in a binary packet, got {part[:24]!r}"
-                ) from None
+            yield Packet(PacketType.MESSAGE, lenient_b64decode(part[1:]))
         else:
-            packets.append(decode_frame(part))
-    return packets
+            yield decode_frame(part)
+
+
+_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/_-]")
+
+
+def lenient_b64decode(text: str) -> bytes:
+    """Base64 as Node's ``Buffer.from(text, "base64")`` reads it (so does the reference
+    server): standard and URL-safe alphabets alike, anything else skipped, the first ``=``
+    ends the data, a trailing lone character carries no byte. Never fails."""
+    text = _NOT_BASE64.sub("", text.partition("=")[0]).replace("-", "+").replace("_", "/")
+    if len(text) % 4 == 1:
+        text = text[:-1]
+    return b64decode(text + "=" * (-len(text) % 4))

@@ -1,4 +1,8 @@
-"""A bare Engine.IO endpoint (no Socket.IO) mounted on /engine.io/ in a Starlette app."""
+"""A bare Engine.IO endpoint (no Socket.IO) mounted on /engine.io/ in a Starlette app.
+
+tests/js/reference_server.js sets Node's engine.io up the same way (tests/differential
+compares the two): keep them in step.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 import rooms
-from rooms.engine import Session
+from rooms.engine import Session, State
 
 events: list[str] = []
 
@@ -58,9 +62,45 @@ async def seen(request: Request) -> JSONResponse:
     )
 
 
+def _session(request: Request) -> Session | None:
+    engines = {"fast": engine, "slow": slow_engine}
+    chosen = engines.get(request.query_params.get("engine", "fast"), engine)
+    return chosen.sessions.get(request.query_params.get("sid", ""))
+
+
+async def state(request: Request) -> JSONResponse:
+    """Whether a session is open and has a poll pending: what a test waits for when the wire
+    shows nothing (the session of a client that is not polling), with a deadline."""
+    session = _session(request)
+    is_open = session is not None and session.state in (State.OPEN, State.UPGRADING)
+    return JSONResponse(
+        {
+            "open": is_open,
+            "polling": session is not None and is_open and session.polling,
+            "posting": session is not None and session.posting,
+            "upgrading": session is not None and session.state is State.UPGRADING,
+        }
+    )
+
+
+async def close(request: Request) -> JSONResponse:
+    """The server closes a session, as application code does ("forced close")."""
+    session = _session(request)
+    if session is not None:
+        session.close()
+    return JSONResponse({"closed": session is not None})
+
+
 app = rooms.RoomsMiddleware(
     rooms.RoomsMiddleware(
-        Starlette(routes=[Route("/health", health), Route("/events", seen)]),
+        Starlette(
+            routes=[
+                Route("/health", health),
+                Route("/events", seen),
+                Route("/state", state),
+                Route("/close", close),
+            ]
+        ),
         server=slow_engine,
         path="/engine-slow/",
     ),

@@ -160,8 +160,9 @@ async def test_the_websocket_upgrade_works_on_another_process(
             assert await ws.text() == "437[[1,2]]"
             await c.servers[0].emit("news", "over the relay")
             assert await ws.text() == '42["news","over the relay"]'
-            await ws.send("1")  # close the session
-            assert (await ws.receive())["type"] == "websocket.close"
+            # The client closes the websocket (a CLOSE packet is for long-polling: the
+            # reference server ignores one on a websocket, and so does rooms).
+            await ws.send("1")
             await ws.to_app.send({"type": "websocket.disconnect", "code": 1000})
 
         # The front returned only after the owner ended the exchange, which it does once the

@@ -14,6 +14,7 @@ from rooms.protocol.engineio import (
     decode_frame,
     decode_payload,
     encode_payload,
+    lenient_b64decode,
     message_frame,
     open_frame,
 )
@@ -66,14 +67,41 @@ def test_a_payload_past_max_payload_is_refused_with_both_sizes() -> None:
         decode_payload(b"4" * 11, 10)
 
 
-def test_invalid_utf8_in_a_payload_is_a_protocol_error() -> None:
-    with pytest.raises(ProtocolError, match="expected a UTF-8 payload"):
-        decode_payload(b"4\xff\xfe", 100)
+def test_invalid_utf8_in_a_payload_reads_as_replacement_characters() -> None:
+    # As the reference server reads a POST body (Node's UTF-8 decoding).
+    assert decode_payload(b"4\xff\xfe\xc3A\xe2\x82", 100) == [
+        Packet(PacketType.MESSAGE, "\ufffd\ufffd\ufffdA\ufffd")
+    ]
 
 
-def test_bad_base64_in_a_binary_packet_is_a_protocol_error() -> None:
-    with pytest.raises(ProtocolError, match="expected base64"):
-        decode_payload(b"b!!!", 100)
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Each as Node's Buffer.from(text, "base64") decodes it.
+        ("AQID", "010203"),
+        ("AQI", "0102"),
+        ("AQ", "01"),
+        ("A", ""),
+        ("!!notbase64", "9e8b5b6ac7ba"),
+        ("YQ==YQ==", "61"),
+        ("YQ=YQ", "61"),
+        ("a b\nc=d", "69b7"),
+        ("-_-_", "fbffbf"),
+        ("QUJD*REVG", "414243444546"),
+        ("=AQID", ""),
+        ("AQ=ID", "01"),
+    ],
+)
+def test_base64_in_a_binary_packet_is_read_as_node_reads_it(text: str, expected: str) -> None:
+    assert lenient_b64decode(text) == bytes.fromhex(expected)
+    assert decode_payload(b"b" + text.encode(), 100) == [
+        Packet(PacketType.MESSAGE, bytes.fromhex(expected))
+    ]
+
+
+def test_an_unknown_packet_type_in_a_payload_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError, match=r"expected an Engine\.IO packet type digit"):
+        decode_payload(b"4ok\x1e9nine", 100)
 
 
 def test_the_open_packet_carries_the_handshake_fields_in_milliseconds() -> None:
