@@ -8,7 +8,11 @@ same broker; every server delivers them to its own sockets::
         await emitter.of("/admin").in_("staff").sockets_join("alerts")
 
 An emitter is never a member of the cluster (its uid is ``"emitter"``), so it cannot wait
-for answers: no acks, no ``fetch_sockets``.
+for answers: no acks, no ``fetch_sockets``, and its room operations (``sockets_join``,
+``sockets_leave``, ``disconnect_sockets``) return once published, asking for no answer
+(as Socket.IO's emitters do). Each server applies them when they arrive, after what this
+emitter published before them; a server's own operations, by contrast, return only once
+every server has applied them.
 """
 
 from __future__ import annotations
@@ -181,11 +185,17 @@ class EmitterOperator(Chain["EmitterOperator"]):
                 return  # in the shared Redis log: every server delivers it from there
         await emitter._publish(wire.Broadcast(self._opts, text, parts, offset=offset))
 
+    # No request id: no server answers an emitter (it has no channel of its own); each
+    # applies these when they arrive, in the order this emitter published.
+
     async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
+        """Publish: the selected sockets join ``rooms`` (not waiting for the servers)."""
         await self._emitter._publish(wire.SocketsJoin(self._opts, room_set(*rooms)))
 
     async def sockets_leave(self, *rooms: str | Iterable[str]) -> None:
+        """Publish: the selected sockets leave ``rooms`` (not waiting for the servers)."""
         await self._emitter._publish(wire.SocketsLeave(self._opts, room_set(*rooms)))
 
     async def disconnect_sockets(self, close: bool = False) -> None:
+        """Publish: disconnect the selected sockets (not waiting for the servers)."""
         await self._emitter._publish(wire.DisconnectSockets(self._opts, close))

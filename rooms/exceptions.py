@@ -61,7 +61,10 @@ class BrokerError(RoomsError):
 class ClusterTimeout(BrokerError, TimeoutError):
     """Other processes did not all answer a cluster request (``fetch_sockets``, ...) in time.
 
-    ``responses`` holds the answers that did arrive.
+    ``responses`` holds what is known all the same: for ``fetch_sockets``, the sockets found
+    (this process's :class:`~rooms.Socket` objects and a :class:`~rooms.RemoteSocket` for
+    each socket of the processes that answered); for ``sockets_join``, ``sockets_leave``
+    and ``disconnect_sockets``, the uids of the processes that applied it (this one first).
     """
 
     def __init__(self, message: str, responses: list[Any] | None = None) -> None:

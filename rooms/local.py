@@ -75,6 +75,17 @@ class Local:
         namespace = self._nsp(nsp)
         return namespace is not None and namespace.run_server_event(event, args, respond)
 
+    def take_over(self, nsp: str, pid: str, respond: Callable[[bool], None]) -> None:
+        resume = self.server.resume
+        if resume is None:
+            respond(False)
+            return
+
+        async def take_over() -> None:
+            respond(await resume.take_over(nsp, pid))
+
+        self.server.spawn(take_over, what="taking over a session")
+
 
 def describe(socket: Socket) -> wire.SocketDetails:
     """What another process learns of a socket from ``fetch_sockets``."""

@@ -4,7 +4,7 @@ and the room operations, on every process."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from rooms.acks import AckCollector
@@ -107,49 +107,82 @@ class BroadcastOperator(ServerChain["BroadcastOperator"]):
         processes' as :class:`~rooms.RemoteSocket` handles.
 
         Raises :class:`~rooms.ClusterTimeout` if not every process answered within the
-        timeout (``.timeout(seconds)``, default the server's ``request_timeout``).
+        timeout (``.timeout(seconds)``, default the server's ``request_timeout``); its
+        ``responses`` are the sockets found all the same: this process's and those of the
+        processes that did answer.
         """
-        found: list[Socket | RemoteSocket] = list(self._nsp.adapter.sockets(self._opts))
+        local: list[Socket | RemoteSocket] = list(self._nsp.adapter.sockets(self._opts))
         node = self._node()
         if node is None or not node.peers:
-            return found
-        answers = await node.ask(
-            self._nsp.name,
-            lambda request_id: wire.FetchSockets(self._opts, request_id),
-            self._timeout,
-            "fetch_sockets",
+            return local
+
+        def found(answers: list[tuple[str, wire.Body]]) -> list[Socket | RemoteSocket]:
+            sockets = list(local)
+            for uid, body in answers:
+                if isinstance(body, wire.FetchSocketsResponse):
+                    sockets.extend(RemoteSocket(self._nsp, item, uid) for item in body.sockets)
+            return sockets
+
+        return found(
+            await node.ask(
+                self._nsp.name,
+                lambda request_id: wire.FetchSockets(self._opts, request_id),
+                self._timeout,
+                "fetch_sockets",
+                partial=found,
+            )
         )
-        for uid, body in answers:
-            if isinstance(body, wire.FetchSocketsResponse):
-                found.extend(RemoteSocket(self._nsp, details, uid) for details in body.sockets)
-        return found
+
+    async def _everywhere(self, make: Callable[[str], wire.Body], what: str) -> None:
+        """Ask every other process to apply a room operation (this one has already), and
+        wait until each has: what returns is done cluster-wide."""
+        node = self._node()
+        if node is None:
+            return
+        uid = node.uid
+        await node.ask(
+            self._nsp.name,
+            make,
+            self._timeout,
+            what,
+            partial=lambda answers: [uid, *(answered for answered, _ in answers)],
+        )
 
     async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
-        """Make the selected sockets join ``rooms``, on every process."""
+        """Make the selected sockets join ``rooms``, on every process.
+
+        Returns once every live process has applied it: a ``fetch_sockets`` or a broadcast
+        made next, from any process, sees the sockets in ``rooms``. Raises
+        :class:`~rooms.ClusterTimeout` if not every process answered within the timeout
+        (``.timeout(seconds)``, default the server's ``request_timeout``); its
+        ``responses`` are the uids of the processes that did apply it, this one included.
+        """
         names = joinable(room_set(*rooms), self._nsp.server.limits.max_name_length)
         adapter = self._nsp.adapter
         for socket in adapter.sockets(self._opts):
             adapter.add_all(socket.id, names)
-        node = self._node()
-        if node is not None:
-            await node.publish(self._nsp.name, wire.SocketsJoin(self._opts, names))
+        opts = self._opts
+        await self._everywhere(lambda rid: wire.SocketsJoin(opts, names, rid), "sockets_join")
 
     async def sockets_leave(self, *rooms: str | Iterable[str]) -> None:
-        """Make the selected sockets leave ``rooms``, on every process."""
+        """Make the selected sockets leave ``rooms``, on every process; returns once every
+        live process has (or raises :class:`~rooms.ClusterTimeout`, as
+        :meth:`sockets_join`)."""
         names = room_set(*rooms)
         adapter = self._nsp.adapter
         for socket in adapter.sockets(self._opts):
             for room in names:
                 adapter.delete(socket.id, room)
-        node = self._node()
-        if node is not None:
-            await node.publish(self._nsp.name, wire.SocketsLeave(self._opts, names))
+        opts = self._opts
+        await self._everywhere(lambda rid: wire.SocketsLeave(opts, names, rid), "sockets_leave")
 
     async def disconnect_sockets(self, close: bool = False) -> None:
         """Disconnect the selected sockets, on every process (``close=True`` drops their
-        whole connection)."""
+        whole connection); returns once every live process has (or raises
+        :class:`~rooms.ClusterTimeout`, as :meth:`sockets_join`)."""
         for socket in self._nsp.adapter.sockets(self._opts):
             socket._disconnect(close)
-        node = self._node()
-        if node is not None:
-            await node.publish(self._nsp.name, wire.DisconnectSockets(self._opts, close))
+        opts = self._opts
+        await self._everywhere(
+            lambda rid: wire.DisconnectSockets(opts, close, rid), "disconnect_sockets"
+        )

@@ -18,8 +18,9 @@ class RemoteSocket:
 
     ``id``, ``rooms``, ``data`` and ``handshake`` are a snapshot taken when it was fetched
     (``rooms`` and ``data`` are not updated afterwards). ``emit``, ``join``, ``leave`` and
-    ``disconnect`` act on the live socket through the broker, wherever it is. Handed out by
-    rooms; never constructed by users.
+    ``disconnect`` act on the live socket through the broker, wherever it is; ``join``,
+    ``leave`` and ``disconnect`` return once every process has applied them (else
+    :class:`~rooms.ClusterTimeout`). Handed out by rooms; never constructed by users.
     """
 
     __slots__ = ("data", "handshake", "id", "node", "nsp", "rooms")

@@ -107,7 +107,8 @@ class ServerChain(Chain[SOp]):
         return self._chain(dataclasses.replace(self._options(), local=True))
 
     def timeout(self, seconds: float) -> SOp:
-        """How long ``emit_with_ack`` (and ``fetch_sockets``, in a cluster) waits."""
+        """How long ``emit_with_ack`` waits (and, in a cluster, ``fetch_sockets`` and the
+        room operations wait for the other processes)."""
         return self._chain(timeout=seconds)
 
 
@@ -125,16 +126,19 @@ class Acts(Generic[Op]):
         await self._everyone().emit(event, *args)
 
     async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
-        """Make the selected sockets join ``rooms``, on every process."""
+        """Make the selected sockets join ``rooms``, on every process. A server returns once
+        every live process has (else :class:`~rooms.ClusterTimeout`, past its
+        ``request_timeout``); an :class:`~rooms.Emitter` once it has published it."""
         await self._everyone().sockets_join(*rooms)
 
     async def sockets_leave(self, *rooms: str | Iterable[str]) -> None:
-        """Make the selected sockets leave ``rooms``, on every process."""
+        """Make the selected sockets leave ``rooms``, on every process (returning as
+        :meth:`sockets_join` does)."""
         await self._everyone().sockets_leave(*rooms)
 
     async def disconnect_sockets(self, close: bool = False) -> None:
         """Disconnect the selected sockets, on every process (``close=True`` drops their
-        whole connection)."""
+        whole connection; returning as :meth:`sockets_join` does)."""
         await self._everyone().disconnect_sockets(close)
 
 

@@ -29,6 +29,8 @@ _ANSWERS = (
     wire.ServerSideEmitResponse,
     wire.BroadcastClientCount,
     wire.BroadcastAck,
+    wire.TakeOverResponse,
+    wire.SocketsDone,
 )
 
 
@@ -64,6 +66,10 @@ class Local(Protocol):
         """Run the server-event handler for ``event`` (``respond`` gets its return value, or
         None if it failed); False if there is none, or the arguments do not fit it."""
 
+    def take_over(self, nsp: str, pid: str, respond: Callable[[bool], None]) -> None:
+        """Give up the socket ``pid`` if it is live here (connection state recovery: its
+        client came back elsewhere); ``respond(found)`` once its session is saved."""
+
 
 def handlers(node: Node, local: Local) -> Table:
     """The dispatch table of ``node``: body type → handler."""
@@ -83,6 +89,9 @@ def handlers(node: Node, local: Local) -> Table:
         wire.BroadcastClientCount: h.answer,
         wire.BroadcastAck: h.answer,
         wire.Forward: h.forward,
+        wire.TakeOver: h.take_over,
+        wire.TakeOverResponse: h.answer,
+        wire.SocketsDone: h.answer,
     }
 
 
@@ -139,16 +148,25 @@ class _Handlers:
         body = message.body
         if isinstance(body, wire.SocketsJoin):
             self.local.sockets_join(message.nsp, body.opts, body.rooms)
+            self._done(message, body.request_id)
 
     def sockets_leave(self, message: wire.Message) -> None:
         body = message.body
         if isinstance(body, wire.SocketsLeave):
             self.local.sockets_leave(message.nsp, body.opts, body.rooms)
+            self._done(message, body.request_id)
 
     def disconnect_sockets(self, message: wire.Message) -> None:
         body = message.body
         if isinstance(body, wire.DisconnectSockets):
             self.local.disconnect_sockets(message.nsp, body.opts, body.close)
+            self._done(message, body.request_id)
+
+    def _done(self, message: wire.Message, request_id: str | None) -> None:
+        """Tell a server that asked that its room operation is applied here (the local work
+        above is synchronous, so it is); an emitter asks for nothing."""
+        if request_id is not None:
+            self.node.send(message.nsp, wire.SocketsDone(request_id), to=message.uid)
 
     def fetch_sockets(self, message: wire.Message) -> None:
         body = message.body
@@ -164,6 +182,19 @@ class _Handlers:
             self.node.send(
                 message.nsp, wire.FetchSocketsResponse(body.request_id, details), to=message.uid
             )
+
+    # ------------------------------------------------------------------ recovery
+
+    def take_over(self, message: wire.Message) -> None:
+        body = message.body
+        if not isinstance(body, wire.TakeOver):
+            return
+        node, nsp, requester, rid = self.node, message.nsp, message.uid, body.request_id
+
+        def respond(found: bool) -> None:
+            node.send(nsp, wire.TakeOverResponse(rid, found), to=requester)
+
+        self.local.take_over(nsp, body.pid, respond)
 
     # ------------------------------------------------------------------ server-side emit
 

@@ -3,9 +3,10 @@
 Every process subscribes to two channels: the cluster channel, where broadcasts, room
 operations and requests go to everyone, and its own channel, where answers and relayed
 traffic addressed to it arrive. The node owns membership (heartbeats: a process silent for
-``heartbeat_timeout`` is gone), one ordered outgoing queue, and the requests that wait on
-the other processes' answers. A request waits only on processes alive when it was made,
-stops waiting on one that goes away, and always ends by its timeout: never a hang.
+``heartbeat_timeout`` is gone, looked for every :func:`expiry_interval`), one ordered
+outgoing queue, and the requests that wait on the other processes' answers. A request
+waits only on processes alive when it was made, stops waiting on one that goes away, and
+always ends by its timeout: never a hang.
 
 Messages from the broker are untrusted input: one that does not decode is logged, counted
 in ``bad_messages`` and dropped; the node carries on.
@@ -55,6 +56,14 @@ def _reason(exc: BaseException) -> str:
 def new_uid() -> str:
     """A node id: fixed length and URL-safe, because Engine.IO sids start with it."""
     return secrets.token_hex(UID_LENGTH // 2)
+
+
+def expiry_interval(heartbeat_timeout: float) -> float:
+    """How often a node looks for silent processes: a tenth of ``heartbeat_timeout``, at most
+    1 s (Socket.IO's cluster adapter checks every second). A process is forgotten between
+    ``heartbeat_timeout`` and ``heartbeat_timeout`` plus this after it was last heard of,
+    however long ``heartbeat_interval`` is."""
+    return min(1.0, heartbeat_timeout / 10)
 
 
 def channels(prefix: str) -> tuple[str, Callable[[str], str]]:
@@ -238,6 +247,7 @@ class Node:
             tg.start_soon(self._receive, everyone)
             tg.start_soon(self._receive, mine)
             tg.start_soon(self._publish_loop, out_rx)
+            tg.start_soon(self._expiry_loop)
             self.send("/", wire.InitialHeartbeat())
             self.joined.set()
             logger.info("node %s: joined the cluster on %s", self.uid, self._broker_name())
@@ -265,6 +275,13 @@ class Node:
         while True:
             await anyio.sleep(self.heartbeat_interval)
             self.send("/", wire.Heartbeat())
+
+    async def _expiry_loop(self) -> None:
+        # Its own pace, not the heartbeat's: checking only every heartbeat_interval let a
+        # dead process linger up to heartbeat_timeout + heartbeat_interval.
+        every = expiry_interval(self.heartbeat_timeout)
+        while True:
+            await anyio.sleep(every)
             self.expire_peers()
 
     def expire_peers(self) -> None:
@@ -400,11 +417,17 @@ class Node:
         self._requests.pop(request_id, None)
 
     async def ask(
-        self, nsp: str, make: Callable[[str], wire.Body], timeout: float | None, what: str
+        self,
+        nsp: str,
+        make: Callable[[str], wire.Body],
+        timeout: float | None,
+        what: str,
+        partial: Callable[[list[tuple[str, wire.Body]]], list[Any]] | None = None,
     ) -> list[tuple[str, wire.Body]]:
         """Send a request to every other process and collect one answer from each.
 
-        Raises :class:`ClusterTimeout` (with the answers that came) past ``timeout``.
+        Raises :class:`ClusterTimeout` past ``timeout``; its ``responses`` are
+        ``partial(answers)`` for the ``(uid, body)`` answers that came (default: the bodies).
         """
         pending = Pending(set(self.peers))
         request_id = self.new_request(pending)
@@ -415,8 +438,26 @@ class Node:
                 raise ClusterTimeout(
                     f"expected answers to {what} from {len(pending.waiting) + len(pending.answers)}"
                     f" process(es) within {timeout} s, got {len(pending.answers)}",
-                    [body for _, body in pending.answers],
+                    [body for _, body in pending.answers]
+                    if partial is None
+                    else partial(list(pending.answers)),
                 )
             return pending.answers
         finally:
             self.forget(request_id)
+
+    async def take_over(self, nsp: str, pid: str) -> bool:
+        """Ask every other process to give up the socket ``pid`` of ``nsp`` (connection state
+        recovery: its client came back here before its old connection was noticed gone).
+        True if one had it and saved its session; False also when not every process
+        answered within ``request_timeout``, after any that did said no."""
+        try:
+            answers = [
+                body
+                for _, body in await self.ask(
+                    nsp, lambda rid: wire.TakeOver(pid, rid), None, "take over"
+                )
+            ]
+        except ClusterTimeout as exc:
+            answers = list(exc.responses)
+        return any(isinstance(body, wire.TakeOverResponse) and body.found for body in answers)

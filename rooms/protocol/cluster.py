@@ -46,6 +46,13 @@ class MessageType(enum.IntEnum):
     ADAPTER_CLOSE = 13
     # rooms' own: HTTP and websocket traffic relayed to the process that owns a session.
     FORWARD = 20
+    # rooms' own: connection state recovery for a client that came back before its old
+    # connection was noticed gone (see rooms.recovery.resume).
+    TAKE_OVER = 21
+    TAKE_OVER_RESPONSE = 22
+    # rooms' own: a process applied a SOCKETS_JOIN, SOCKETS_LEAVE or DISCONNECT_SOCKETS that
+    # carried a requestId (the sender waits for every process before it returns).
+    SOCKETS_DONE = 23
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,23 +118,45 @@ class Broadcast:
 
 @dataclass(frozen=True, slots=True)
 class SocketsJoin:
+    """The sockets ``opts`` selects join ``rooms``. With ``request_id`` (a server asking)
+    each process answers :class:`SocketsDone` once it has; without (an emitter, or Socket.IO's
+    own adapter) nobody answers."""
+
     TYPE: ClassVar = MessageType.SOCKETS_JOIN
     opts: BroadcastOptions
     rooms: frozenset[str]
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SocketsLeave:
+    """The sockets ``opts`` selects leave ``rooms``; ``request_id`` as for :class:`SocketsJoin`."""
+
     TYPE: ClassVar = MessageType.SOCKETS_LEAVE
     opts: BroadcastOptions
     rooms: frozenset[str]
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class DisconnectSockets:
+    """The sockets ``opts`` selects are disconnected (``close``: their whole connection);
+    ``request_id`` as for :class:`SocketsJoin`."""
+
     TYPE: ClassVar = MessageType.DISCONNECT_SOCKETS
     opts: BroadcastOptions
     close: bool
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SocketsDone:
+    """The answer to a :class:`SocketsJoin`, :class:`SocketsLeave` or
+    :class:`DisconnectSockets` with a ``request_id``: the sender's process has applied it to
+    its own sockets (those of a namespace it does not have: none)."""
+
+    TYPE: ClassVar = MessageType.SOCKETS_DONE
+    request_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +227,26 @@ class Forward:
     event: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class TakeOver:
+    """The client of socket ``pid`` came back to the asking process: whoever still has that
+    socket live cuts its transport (as a transport close), saves its session for recovery,
+    then answers; everyone else answers at once."""
+
+    TYPE: ClassVar = MessageType.TAKE_OVER
+    pid: str
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TakeOverResponse:
+    """``found``: this process had the socket (live or being saved), and its session is saved."""
+
+    TYPE: ClassVar = MessageType.TAKE_OVER_RESPONSE
+    request_id: str
+    found: bool
+
+
 Body: TypeAlias = (
     InitialHeartbeat
     | Heartbeat
@@ -213,6 +262,9 @@ Body: TypeAlias = (
     | BroadcastClientCount
     | BroadcastAck
     | Forward
+    | TakeOver
+    | TakeOverResponse
+    | SocketsDone
 )
 
 
@@ -278,10 +330,17 @@ def _data(body: Body, blobs: list[bytes]) -> dict[str, Any] | None:
         return data
     if isinstance(body, InitialHeartbeat | Heartbeat | AdapterClose):
         return None
-    if isinstance(body, SocketsJoin | SocketsLeave):
-        return {"opts": _opts(body.opts), "rooms": sorted(body.rooms)}
-    if isinstance(body, DisconnectSockets):
-        return {"opts": _opts(body.opts), "close": body.close}
+    if isinstance(body, SocketsJoin | SocketsLeave | DisconnectSockets):
+        data = {"opts": _opts(body.opts)}
+        if isinstance(body, DisconnectSockets):
+            data["close"] = body.close
+        else:
+            data["rooms"] = sorted(body.rooms)
+        if body.request_id is not None:  # absent, as Socket.IO sends it, when none is asked
+            data["requestId"] = body.request_id
+        return data
+    if isinstance(body, SocketsDone):
+        return {"requestId": body.request_id}
     if isinstance(body, FetchSockets):
         return {"opts": _opts(body.opts), "requestId": body.request_id}
     if isinstance(body, FetchSocketsResponse):
@@ -304,6 +363,10 @@ def _data(body: Body, blobs: list[bytes]) -> dict[str, Any] | None:
         return {"requestId": body.request_id, "packet": _user(body.data, blobs)}
     if isinstance(body, BroadcastClientCount):
         return {"requestId": body.request_id, "clientCount": body.client_count}
+    if isinstance(body, TakeOver):
+        return {"pid": body.pid, "requestId": body.request_id}
+    if isinstance(body, TakeOverResponse):
+        return {"requestId": body.request_id, "found": body.found}
     return {"stream": body.stream, "event": _user(body.event, blobs)}  # Forward
 
 
@@ -408,6 +471,11 @@ def _request_id(data: Any) -> str:
     return _get(data, "requestId", str, "a request id")  # type: ignore[no-any-return]
 
 
+def _maybe_request_id(data: Any) -> str | None:
+    """The request id of a message that may carry one (then an answer is wanted)."""
+    return _request_id(data) if isinstance(data, dict) and "requestId" in data else None
+
+
 def _packet(data: Any, blobs: list[bytes]) -> list[Any]:
     return _read_user(_get(data, "packet", list, "a list of arguments"), blobs)  # type: ignore[no-any-return]
 
@@ -417,11 +485,16 @@ _READERS: dict[MessageType, Callable[[Any, list[bytes]], Body]] = {
     MessageType.HEARTBEAT: lambda d, b: Heartbeat(),
     MessageType.ADAPTER_CLOSE: lambda d, b: AdapterClose(),
     MessageType.BROADCAST: _read_broadcast,
-    MessageType.SOCKETS_JOIN: lambda d, b: SocketsJoin(_read_opts(d), _names(d, "rooms")),
-    MessageType.SOCKETS_LEAVE: lambda d, b: SocketsLeave(_read_opts(d), _names(d, "rooms")),
-    MessageType.DISCONNECT_SOCKETS: lambda d, b: DisconnectSockets(
-        _read_opts(d), _get(d, "close", bool, "true or false")
+    MessageType.SOCKETS_JOIN: lambda d, b: SocketsJoin(
+        _read_opts(d), _names(d, "rooms"), _maybe_request_id(d)
     ),
+    MessageType.SOCKETS_LEAVE: lambda d, b: SocketsLeave(
+        _read_opts(d), _names(d, "rooms"), _maybe_request_id(d)
+    ),
+    MessageType.DISCONNECT_SOCKETS: lambda d, b: DisconnectSockets(
+        _read_opts(d), _get(d, "close", bool, "true or false"), _maybe_request_id(d)
+    ),
+    MessageType.SOCKETS_DONE: lambda d, b: SocketsDone(_request_id(d)),
     MessageType.FETCH_SOCKETS: lambda d, b: FetchSockets(_read_opts(d), _request_id(d)),
     MessageType.FETCH_SOCKETS_RESPONSE: lambda d, b: FetchSocketsResponse(
         _request_id(d),
@@ -440,6 +513,12 @@ _READERS: dict[MessageType, Callable[[Any, list[bytes]], Body]] = {
     MessageType.FORWARD: lambda d, b: Forward(
         _get(d, "stream", str, "a stream id"),
         _read_user(_get(d, "event", dict, "an ASGI event"), b),
+    ),
+    MessageType.TAKE_OVER: lambda d, b: TakeOver(
+        _get(d, "pid", str, "a private session id"), _request_id(d)
+    ),
+    MessageType.TAKE_OVER_RESPONSE: lambda d, b: TakeOverResponse(
+        _request_id(d), _get(d, "found", bool, "true or false")
     ),
 }
 

@@ -3,6 +3,7 @@ server-side emits and broadcast acks reach every process, on every broker."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -163,6 +164,83 @@ async def test_room_operations_select_by_room_on_every_process(
         assert all(client.namespaces for client in blue)
 
 
+async def test_room_operations_are_done_on_every_process_when_they_return(
+    cluster: Callable[..., Any],
+) -> None:
+    async with cluster(3, setup=chat) as c:
+        names = [f"n{i}" for i in range(9)]
+        await clients_in(c, "blue", names, on=[i % 3 for i in range(9)])
+
+        # Each asked from one process, then checked at once from another: nothing between.
+        await c.servers[0].in_("blue").sockets_join("green")
+        green = await c.servers[1].in_("green").fetch_sockets()
+        assert sorted(s.data["name"] for s in green) == names
+
+        await c.servers[2].in_("green").sockets_leave("blue")
+        assert await c.servers[1].in_("blue").fetch_sockets() == []
+
+        await c.servers[0].in_("green").disconnect_sockets()
+        assert await c.servers[1].fetch_sockets() == []
+        assert await c.servers[2].fetch_sockets() == []
+
+
+async def test_a_room_operation_that_not_every_process_answers_says_who_applied_it(
+    cluster: Callable[..., Any],
+) -> None:
+    async with cluster(3, setup=chat, request_timeout=1.0) as c:
+        await clients_in(c, "blue", ["a", "b", "c"], on=[0, 1, 2])
+        c.sever(2)  # as if killed: it never answers
+
+        with pytest.raises(rooms.ClusterTimeout) as info:
+            await c.servers[0].in_("blue").sockets_join("green")
+
+        assert info.value.responses == [c.node(0).uid, c.node(1).uid]
+        for index, name in [(0, "a"), (1, "b")]:
+            (here,) = await c.servers[index].local.in_("green").fetch_sockets()
+            assert here.data["name"] == name
+
+
+async def test_a_fetch_that_times_out_carries_the_sockets_found(
+    cluster: Callable[..., Any],
+) -> None:
+    async with cluster(3, setup=chat, request_timeout=1.0) as c:
+        ada, bob, _ = await clients_in(c, "blue", ["ada", "bob", "cy"], on=[0, 1, 2])
+        c.sever(2)
+
+        with pytest.raises(rooms.ClusterTimeout) as info:
+            await c.servers[0].in_("blue").fetch_sockets()
+
+        found = {s.data["name"]: s for s in info.value.responses}
+        assert sorted(found) == ["ada", "bob"]  # the caller's own, and who answered
+        assert isinstance(found["ada"], rooms.Socket)
+        assert found["ada"].id == ada.namespaces["/"]
+        remote = found["bob"]
+        assert isinstance(remote, rooms.RemoteSocket)
+        assert (remote.id, remote.node) == (bob.namespaces["/"], c.node(1).uid)
+        await remote.emit("still", "usable")
+        assert await bob.receive() == ("still", ["usable"])
+
+
+async def test_a_silent_process_is_forgotten_within_heartbeat_timeout_however_rare_heartbeats(
+    cluster: Callable[..., Any],
+) -> None:
+    clock = rooms.testing.ManualClock()
+    # Heartbeats far apart (never, within this test): only the expiry check can notice.
+    options = {"heartbeat_interval": 600, "heartbeat_timeout": 10, "request_timeout": 1.0}
+    async with cluster(3, setup=chat, clock=clock, **options) as c:
+        await clients_in(c, "blue", ["a", "b", "c"], on=[0, 1, 2])
+        c.sever(2)
+        clock.advance(9.5)
+        # Process 1 answers (so is heard of at 9.5); process 2, silent, is still waited for.
+        with pytest.raises(rooms.ClusterTimeout) as info:
+            await c.servers[0].fetch_sockets()
+        assert sorted(s.data["name"] for s in info.value.responses) == ["a", "b"]
+
+        clock.advance(1.0)  # 10.5 s since process 2 was last heard of; 1 s since process 1
+        await c.node(0).wait_for_peers(1, timeout=5)  # checked within 1 s, not after 600
+        assert list(c.node(0).peers) == [c.node(1).uid]
+
+
 async def test_server_side_emit_reaches_every_other_process_and_collects_answers(
     cluster: Callable[..., Any],
 ) -> None:
@@ -249,10 +327,10 @@ async def test_a_process_that_dies_makes_requests_end_by_timeout_then_is_forgott
         await clients_in(c, "room", ["a", "b", "c"], on=[0, 1, 2])
         c.sever(2)  # as if killed: no goodbye
 
-        # Still believed alive: the request ends by its timeout, with the answers that came.
+        # Still believed alive: the request ends by its timeout, with the sockets found.
         with pytest.raises(rooms.ClusterTimeout) as info:
             await c.servers[0].fetch_sockets()
-        assert [len(r.sockets) for r in info.value.responses] == [1]
+        assert sorted(s.data["name"] for s in info.value.responses) == ["a", "b"]
 
         # Its heartbeats stop, so it is forgotten; requests no longer wait for it.
         await c.node(0).wait_for_peers(1, timeout=5)
@@ -308,6 +386,9 @@ async def test_messages_for_a_namespace_a_process_does_not_have_are_harmless(
     async with cluster(2, setup=setup) as c:
         await c.servers[0].of("/only-here").emit("x")
         assert await c.servers[0].of("/only-here").fetch_sockets() == []
+        # The other process answers room operations all the same (it has nothing to do).
+        await c.servers[0].of("/only-here").timeout(5).sockets_join("x")
+        await c.servers[0].of("/only-here").timeout(5).disconnect_sockets()
         assert "/only-here" not in c.servers[1].namespaces
 
 
@@ -321,8 +402,12 @@ def test_every_cluster_message_survives_the_wire() -> None:
         wire.Broadcast(opts, '51-["e",{"_placeholder":true,"num":0}]', (b"\x00\x01",)),
         wire.Broadcast(wire.ALL, '2["e"]', (), "req", 2.5),
         wire.SocketsJoin(opts, frozenset({"x"})),
+        wire.SocketsJoin(opts, frozenset({"x"}), "req"),
         wire.SocketsLeave(opts, frozenset({"x", "y"})),
+        wire.SocketsLeave(opts, frozenset({"x", "y"}), "req"),
         wire.DisconnectSockets(opts, True),
+        wire.DisconnectSockets(opts, False, "req"),
+        wire.SocketsDone("req"),
         wire.FetchSockets(opts, "req"),
         wire.FetchSocketsResponse("req", (details,)),
         wire.ServerSideEmit(["e", 1, b"\x02"], "req"),
@@ -331,10 +416,33 @@ def test_every_cluster_message_survives_the_wire() -> None:
         wire.BroadcastClientCount("req", -1),
         wire.BroadcastAck("req", ["yes", b"\x03"]),
         wire.Forward("stream", {"type": "http.request", "body": b"\x1e"}),
+        wire.TakeOver("pid-1", "req"),
+        wire.TakeOverResponse("req", True),
     ]
     for body in bodies:
         message = wire.Message("node-1", "/chat", body)
         assert wire.decode(wire.encode(message)) == message
+
+
+def test_room_operations_ask_for_answers_only_with_a_request_id() -> None:
+    # Socket.IO's shape: {"opts", "rooms"} (or "close"), plus "requestId" when asked.
+    def data(body: wire.Body) -> Any:
+        return json.loads(wire.encode(wire.Message("u", "/", body)))["data"]
+
+    opts = wire.BroadcastOptions(frozenset({"a"}))
+    assert data(wire.SocketsJoin(opts, frozenset({"b"}))) == {
+        "opts": {"rooms": ["a"], "except": []},
+        "rooms": ["b"],
+    }
+    assert data(wire.DisconnectSockets(opts, False, "r1")) == {
+        "opts": {"rooms": ["a"], "except": []},
+        "close": False,
+        "requestId": "r1",
+    }
+    assert data(wire.SocketsDone("r1")) == {"requestId": "r1"}
+    with pytest.raises(rooms.ProtocolError, match="request id"):
+        wire.decode(b'{"uid":"u","nsp":"/","type":5,"data":{"opts":{"rooms":[],"except":[]},'
+                    b'"rooms":[],"requestId":7}}')  # fmt: skip
 
 
 @pytest.mark.parametrize(
