@@ -184,12 +184,13 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
         self._connecting += 1
         resume = self.server.resume
         attempt = FRESH if resume is None else await resume.attempt(self.name, socket, auth)
+        admitted = False
         try:
             admitted = await self._admit(conn, socket, attempt, auth)
         finally:
             self._connecting -= 1
             conn.connecting.discard(self.name)
-            attempt.end()
+            attempt.close(admitted)
             self._maybe_drop_child()  # a dynamic child that ended up with no socket goes
         if admitted:
             self._connected(conn, socket)

@@ -83,8 +83,10 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
     or a :class:`~rooms.brokers.Broker` instance, opened and closed by the server. Without
     one, everything stays in this process (the embedded default). Processes of a cluster
     share ``cluster_prefix``, announce themselves every ``heartbeat_interval`` and are
-    considered gone after ``heartbeat_timeout`` of silence; ``request_timeout`` bounds
-    ``fetch_sockets`` and ``server_side_emit_with_ack``.
+    considered gone after ``heartbeat_timeout`` of silence (looked for every tenth of it, at
+    most every second); ``request_timeout`` bounds ``fetch_sockets``,
+    ``server_side_emit_with_ack`` and the room operations (``sockets_join``,
+    ``sockets_leave``, ``disconnect_sockets``), which wait for every other process.
     """
 
     def __init__(
@@ -275,7 +277,13 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
                     node.prefix if node is not None else "rooms",
                     self.engine.clock,
                 )
-                self.resume = Resume(self.recovery, store, self.spawn)
+                self.resume = Resume(
+                    self.recovery,
+                    store,
+                    self.spawn,
+                    peers=node.take_over if node is not None else None,
+                    wait=node.request_timeout if node is not None else 5.0,
+                )
                 await tg.start(self.resume.run, lambda: list(self._namespaces), self._deliver)
             if self.mailbox is not None:
                 self.mailbox.start(self)

@@ -178,6 +178,15 @@ class Socket:
         """Disconnect from this namespace; with ``close=True`` drop the whole connection."""
         self._disconnect(close)
 
+    def cut(self, reason: str = "forced close") -> None:
+        """Close this socket's connection the way a failing network would: no DISCONNECT
+        packet, so the client reconnects by itself, and with connection state recovery it
+        comes back as this socket with everything it missed. The connection's sockets on
+        other namespaces go too. ``reason`` (what the disconnect handler gets) should be
+        one recovery keeps sessions for (``rooms.recovery.RECOVERABLE``)."""
+        if self.connected:
+            self.conn.close(reason)
+
     def _disconnect(self, close: bool) -> None:
         if not self.connected:
             return

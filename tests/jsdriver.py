@@ -19,7 +19,7 @@ import subprocess
 import threading
 from typing import Any
 
-from tests.conftest import NODE_MODULES, ROOT, kill_group, spawn
+from tests.conftest import NODE_MODULES, ROOT, kill_group, run_node, spawn
 
 
 class JsError(AssertionError):
@@ -100,3 +100,19 @@ class JsDriver:
         for stream in (self.process.stdout, self.process.stderr):
             if stream is not None:
                 stream.close()
+
+
+def cut_soak(mode: str, cycles: int, feed: str, backends: list[str]) -> dict[str, Any]:
+    """Run tests/js/cut_soak.js: ``cycles`` network cuts the servers do not notice, between a
+    listening socket.io-client (through a proxy to ``backends``, in turn) and its room's
+    ticks (fed through ``feed``). Returns its counts: recovered, fresh, lost, duplicated,
+    reordered, ticks."""
+    deadline = 30_000 + cycles * 1_000
+    done = run_node(
+        "cut_soak.js", mode, str(cycles), feed, ",".join(backends), str(deadline),
+        timeout=deadline / 1000 + 10,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise AssertionError(f"cut_soak.js failed: {done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result

@@ -34,7 +34,8 @@ def test_recovery_is_reached_from_the_delivery_the_connect_and_the_server_only()
         and any(b.startswith("rooms.recovery") for b in GRAPH.edges(module))
     }
     # The public face, the delivery's log call, Namespace.connect's attempt, the server
-    # opening the store, and an emitter logging its own broadcasts.
+    # opening the store, and an emitter logging its own broadcasts. (The cluster's take-over
+    # request reaches the opened store's Resume through server.resume, in rooms.local.)
     assert users == {"rooms", "rooms.delivery", "rooms.namespace", "rooms.server", "rooms.emitter"}
 
 

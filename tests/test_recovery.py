@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -14,8 +15,9 @@ import pytest
 import rooms
 from rooms.brokers.redis import RedisBroker
 from rooms.protocol.cluster import BroadcastOptions
-from rooms.recovery import MemoryStore, SavedSession, Store
+from rooms.recovery import MemoryStore, SavedSession, Store, StoredPacket
 from rooms.recovery.redis import RedisStore
+from rooms.recovery.resume import Resume
 from rooms.testing import Lifespan, TestClient
 
 pytestmark = pytest.mark.anyio
@@ -246,3 +248,161 @@ async def test_with_redis_every_process_delivers_in_the_logs_order(redis_url: st
     assert offsets == sorted(offsets) and len(set(offsets)) == 100
     for name in "ab":  # and each process's own order
         assert [args[1] for args in got if args[0] == name] == list(range(50))
+
+
+# --------------------------------------------------------------------------- taking over
+
+
+async def test_a_client_back_before_its_drop_was_noticed_takes_its_socket_over() -> None:
+    """The old connection still looks alive (nothing told the server it died) when the
+    client comes back with its pid: the old transport is cut as a transport close, and the
+    new connection is that socket, with what the old one was sent in vain."""
+    news = NewsServer(recovery=rooms.Recovery())
+    server, app = news.server, news.app
+    async with Lifespan(app), TestClient(app, lifespan=False) as old:
+        sid = await old.connect()
+        await server.to("news").emit("tick", 0)
+        _, (_, offset) = await old.receive()
+        pid = old.pids["/"]
+        await server.to("news").emit("tick", 1)  # into the dead connection
+        async with TestClient(app, lifespan=False) as new:
+            assert await new.connect(auth={"pid": pid, "offset": offset}) == sid
+            await old.wait_disconnected()
+            assert news.reasons == ["transport close"]
+            assert server.main.sockets[sid].recovered
+            await server.to("news").emit("tick", 2)
+            got = [(await new.receive())[1] for _ in range(2)]
+            assert [args[:-1] for args in got] == [[1], [2]]  # missed, then live: once each
+        assert server.resume is not None and server.resume.taken_over == 1
+
+
+async def test_a_client_back_on_another_process_takes_its_socket_over(redis_url: str) -> None:
+    prefix = f"test-{uuid.uuid4().hex}"
+    a, b = (
+        NewsServer(broker=RedisBroker(redis_url), cluster_prefix=prefix, recovery=rooms.Recovery())
+        for _ in range(2)
+    )
+    async with Lifespan(a.app), Lifespan(b.app), TestClient(a.app, lifespan=False) as old:
+        assert a.server.node is not None and b.server.node is not None
+        await b.server.node.wait_for_peers(1)
+        sid = await old.connect()
+        await a.server.to("news").emit("tick", 0)
+        _, (_, offset) = await old.receive()
+        await a.server.to("news").emit("tick", 1)
+        async with TestClient(b.app, lifespan=False) as new:
+            assert await new.connect(auth={"pid": old.pids["/"], "offset": offset}) == sid
+            await old.wait_disconnected()
+            assert a.reasons == ["transport close"] and b.server.main.sockets[sid].recovered
+            assert sid not in a.server.main.sockets
+            await a.server.to("news").emit("tick", 2)  # from the old process: reaches b's
+            got = [(await new.receive())[1] for _ in range(2)]
+            assert [args[:-1] for args in got] == [[1], [2]]
+
+
+@dataclass
+class Returning:
+    """A socket as recovery sees it (rooms.recovery.resume.Resumable), for Resume alone."""
+
+    id: str = "sid-new"
+    pid: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    recovered: bool = False
+    rooms: set[str] = field(default_factory=set)
+    session: Any = None
+
+    def on_leave(self, hook: Callable[[Any, str], None]) -> None:
+        pass
+
+    def cut(self, reason: str = "forced close") -> None:
+        pass
+
+
+class SlowSaves(MemoryStore):
+    """A store whose saves wait for ``release`` (a Redis that is slow to answer)."""
+
+    def __init__(self) -> None:
+        super().__init__(Clock(), 120, 100)
+        self.release = anyio.Event()
+
+    async def save(self, nsp: str, session: SavedSession) -> None:
+        await self.release.wait()
+        await super().save(nsp, session)
+
+
+async def test_a_restore_that_arrives_before_the_save_finished_waits_for_it() -> None:
+    store = SlowSaves()
+    offset = await store.append("/", NEWS, '2["tick",0]', ())
+    outcome: list[Any] = []
+    async with anyio.create_task_group() as tg:
+        resume = Resume(rooms.Recovery(), store, tg.start_soon)
+        resume.keep("/", ADA)  # the old socket dropped; its save is under way
+
+        async def come_back() -> None:
+            attempt = await resume.attempt("/", Returning(), {"pid": "pid-ada", "offset": offset})
+            outcome.append(attempt.restored)
+
+        tg.start_soon(come_back)
+        await anyio.wait_all_tasks_blocked()
+        assert outcome == []  # waiting for the save, not answered "unknown"
+        store.release.set()
+    (restored,) = outcome
+    assert restored is not None and restored.session == ADA
+
+
+class Outbox:
+    """A session that takes every frame (rooms.recovery.resume.Outbox)."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.frames: list[Any] = []
+
+    async def wait_room(self, frames: Any) -> bool:
+        return True
+
+    def send_many(self, frames: Any, volatile: bool = False, size: int | None = None) -> bool:
+        self.frames.extend(frames)
+        return True
+
+
+class LaggingReader(MemoryStore):
+    """A shared log (like Redis streams) whose reader here has handed on only ``handed``."""
+
+    delivers = True
+
+    def __init__(self) -> None:
+        super().__init__(Clock(), 120, 100)
+        self.handed: set[str] = set()
+
+    def delivered(self, nsp: str, offset: str) -> bool:
+        return offset in self.handed
+
+
+async def test_with_a_shared_log_a_recovered_socket_joins_once_its_replay_was_delivered_here() -> (
+    None
+):
+    """Otherwise the packets it just replayed from the log would reach it again, live, when
+    this process's reader (behind the log) delivers them."""
+    store = LaggingReader()
+    first = await store.append("/", NEWS, '2["tick",0]', ())
+    await store.save("/", ADA)
+    missed = [await store.append("/", NEWS, f'2["tick",{n}]', ()) for n in (1, 2)]
+    socket = Returning(session=Outbox())
+    joined: list[set[str]] = []
+    async with anyio.create_task_group() as tg:
+        resume = Resume(rooms.Recovery(), store, tg.start_soon)
+        attempt = await resume.attempt("/", socket, {"pid": "pid-ada", "offset": first})
+        assert attempt.restored is not None
+
+        async def admit() -> None:
+            join = lambda _, rooms: joined.append(set(rooms))  # noqa: E731
+            assert await attempt.admit(socket, join, lambda sid: False)
+
+        tg.start_soon(admit)
+        await anyio.wait_all_tasks_blocked()
+        assert len(socket.session.frames) == 2 and joined == []  # replayed; not joined yet
+        for n, offset in enumerate(missed, 1):  # the reader catches up: each seen here
+            store.handed.add(offset)
+            resume.seen("/", StoredPacket(offset, NEWS, f'2["tick",{n}]'))
+    assert joined == [{"sid-ada", "news"}]
+    assert len(socket.session.frames) == 2  # each once

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import SERVERS, LiveServer, SharedServer
-from tests.jsdriver import JsDriver
+from tests.jsdriver import JsDriver, cut_soak
 
 pytestmark = pytest.mark.interop
 
@@ -163,3 +163,20 @@ def test_a_cut_mid_stream_loses_nothing_and_doubles_nothing(
     got = [e for e in js.events("flo", 300 - 30 + 1, timeout=15000) if e[0] != "disconnect"]
     after = [(event, args[0]) for event, args in got]
     assert before + after == interleaved(0, 150)
+
+
+# --------------------------------------------------------------------------- unnoticed cuts
+
+
+@pytest.mark.parametrize("mode", ["websocket", "polling"])
+def test_a_client_back_before_the_server_noticed_its_drop_recovers_every_time(
+    server: LiveServer, mode: str
+) -> None:
+    """Cuts the server cannot see (no FIN: its side of each connection stays open, silent),
+    so the old socket is alive when the client comes back with its pid: the new connection
+    takes it over. Node's server gives the client a fresh socket here."""
+    result = cut_soak(mode, 15, server.url, [server.url])
+    assert result == {
+        **result, "recovered": 15, "fresh": 0, "lost": 0, "duplicated": 0, "reordered": 0
+    }  # fmt: skip
+    assert result["ticks"] > 15 * 3

@@ -51,6 +51,9 @@ class MemoryStore:
         self.received(nsp, StoredPacket(offset, opts, text, attachments))
         return offset
 
+    def delivered(self, nsp: str, offset: str) -> bool:
+        return True  # senders deliver as they log
+
     def received(self, nsp: str, packet: StoredPacket) -> None:
         log = self._logs.get(nsp)
         if log is None:

@@ -50,6 +50,7 @@ class RedisStore:
         self.max_age = max_disconnection_duration
         self.max_packets = max_packets
         self._adds = 0
+        self._handed: dict[str, str] = {}  # stream key -> the last id run() handed on
 
     def _log_key(self, nsp: str) -> str:
         return f"{self.prefix}#recovery#log#{nsp}"
@@ -89,6 +90,15 @@ class RedisStore:
 
     def received(self, nsp: str, packet: StoredPacket) -> None:
         pass  # the sender added it to the shared stream
+
+    def delivered(self, nsp: str, offset: str) -> bool:
+        handed = self._handed.get(self._log_key(nsp))
+        if handed is None:
+            return True  # not read yet: the reader starts past what is in the stream now
+        try:
+            return _order(handed) >= _order(offset)
+        except ValueError:
+            return True  # not a stream id: nothing to wait for
 
     async def save(self, nsp: str, session: SavedSession) -> None:
         try:
@@ -156,7 +166,7 @@ class RedisStore:
         (or Redis proved away), so nothing logged after the server started is skipped.
         Redis away: retried with backoff (senders meanwhile fail to log, and deliver
         directly, unlogged)."""
-        last: dict[str, str] = {}  # stream key -> the last id handed on
+        last = self._handed
         names: dict[str, str] = {}
         backoff = Backoff(0.1, 5.0)
         started = False
@@ -223,6 +233,12 @@ def _packet(entry_id: bytes | str, fields: dict[bytes, bytes]) -> StoredPacket:
         fields[b"t"].decode(),
         tuple(fields[f"a{i}".encode()] for i in range(count)),
     )
+
+
+def _order(entry_id: str) -> tuple[int, int]:
+    """A stream id as what orders it: ``"<ms>-<seq>"``."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _now_ms() -> float:

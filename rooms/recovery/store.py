@@ -95,6 +95,11 @@ class Store(Protocol):
     def received(self, nsp: str, packet: StoredPacket) -> None:
         """A packet another process logged and stamped reached this one."""
 
+    def delivered(self, nsp: str, offset: str) -> bool:
+        """Whether ``run`` has handed on the packet at ``offset`` here, or will never hand it
+        on (true at once for a store that does not deliver). A recovery waits for this
+        before its socket joins its rooms: it replayed that packet from the log already."""
+
     async def save(self, nsp: str, session: SavedSession) -> None:
         """Keep ``session`` for the recovery window."""
 

@@ -70,6 +70,13 @@ async def private_burst(socket: rooms.Socket, start: int, stop: int) -> bool:
     return True
 
 
+@server.on("feed")
+async def feed(socket: rooms.Socket, room: str, n: int) -> bool:
+    """One tick of tests/js/cut_soak.js's feeder, acknowledged once it is broadcast."""
+    await server.to(room).emit("tick", n)
+    return True
+
+
 async def burst(request: Request) -> JSONResponse:
     """``/burst?room=r&sid=s&start=a&stop=b``: ticks a..b-1 to room r, each followed by a
     private message to socket s (``server.to(sid)``), so order can be checked across both."""
@@ -98,9 +105,8 @@ async def stream(request: Request) -> JSONResponse:
 
 
 async def cut(request: Request) -> PlainTextResponse:
-    """``/cut?sid=s``: the server closes the client's transport (reason "forced close")."""
-    socket = server.main.sockets[request.query_params["sid"]]
-    socket.conn.session.close("forced close")
+    """``/cut?sid=s``: the server cuts the client's transport (reason "forced close")."""
+    server.main.sockets[request.query_params["sid"]].cut()
     return await wait_gone(request)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, SERVERS, LiveServer, free_port, kill_group, spawn, start_server
-from tests.jsdriver import JsDriver
+from tests.jsdriver import JsDriver, cut_soak
 from tests.redisserver import RedisServer
 
 pytestmark = pytest.mark.interop
@@ -297,6 +297,20 @@ def test_a_client_recovers_on_another_process(recovering: ProcessCluster, js: Js
     (me,) = js.call("ada", "whoami")
     assert me["rooms"] == ["news"] and me["data"] == {"name": "ada"}
     assert me["node"] == recovering.uid(1)
+
+
+@pytest.mark.parametrize("mode", ["websocket", "polling"])
+def test_a_client_back_on_another_process_before_its_drop_was_noticed_recovers(
+    recovering: ProcessCluster, mode: str
+) -> None:
+    """Unnoticed cuts (tests/js/cut_soak.js), each reconnect through the next process: the
+    process holding the old socket gives it up, saves its session, and the new one restores
+    it from Redis."""
+    urls = [server.url for server in recovering.servers]
+    result = cut_soak(mode, 12, urls[0], urls)
+    assert result == {
+        **result, "recovered": 12, "fresh": 0, "lost": 0, "duplicated": 0, "reordered": 0
+    }  # fmt: skip
 
 
 def ticks(events: list[tuple[str, list[Any]]]) -> list[tuple[str, Any]]:
