@@ -1,6 +1,6 @@
 """Logging helpers: rate-limited lines for input a hostile client can repeat at will.
 
-Loggers (documented in the README): ``rooms`` (handlers, namespaces, lifecycle),
+Loggers (documented in docs/guides/logging.md): ``rooms`` (handlers, namespaces, lifecycle),
 ``rooms.engine`` (sessions and transports), ``rooms.input`` (what clients sent that broke
 the protocol: INFO, rate-limited), ``rooms.cluster``, ``rooms.brokers``, ``rooms.recovery``,
 ``rooms.mailbox``.

@@ -15,8 +15,9 @@ and start several processes, or ``--workers 3`` (see ``examples/cluster``).
 
 Events, client → server:
     ``join(room) -> {"room", "who"}``   leave the current room, join ``room``
+    ``history() -> [message, ...]``     the current room's last messages (see HISTORY)
     ``message(text) -> "delivered"``    say something to the current room
-    ``typing(active)``                  volatile; may be dropped for slow clients
+    ``typing(active)``                  "started typing" (volatile) or "stopped" (reliable)
 
 Events, server → client:
     ``message({"room", "name", "text", "at"})``, ``system({"room", "text"})``,
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +49,16 @@ CLIENT_BUNDLE = HERE.parents[1] / "node_modules" / "socket.io-client" / "dist" /
 DEFAULT_ROOM = "lobby"
 MAX_NAME = 24  # nicknames and room names
 MAX_TEXT = 500
+# The last HISTORY messages of each of the HISTORY_ROOMS most recently active rooms, kept in
+# memory: a page that is reloaded (or a user who switches rooms) sees what was said before.
+# In a cluster every process keeps the same history (see remember) from its start on; it is
+# gone when the last process restarts.
+HISTORY = 50
+HISTORY_ROOMS = 100
 
 # One process by default; a cluster when ROOMS_BROKER names a broker (no handler changes).
 server = rooms.Server(broker=os.environ.get("ROOMS_BROKER") or None)
+history: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
 
 
 def clean(value: object, limit: int) -> str:
@@ -68,6 +77,23 @@ async def who(room: str) -> list[str]:
 
 async def publish_who(room: str) -> None:
     await server.to(room).emit("who", {"room": room, "who": await who(room)})
+
+
+def remember(payload: dict[str, Any]) -> None:
+    """Add a message to its room's history, forgetting the oldest beyond the bounds."""
+    room = str(payload["room"])
+    said = history.pop(room, None) or deque(maxlen=HISTORY)
+    said.append(payload)
+    history[room] = said  # the most recently active room last
+    while len(history) > HISTORY_ROOMS:
+        history.popitem(last=False)
+
+
+@server.on_server_event("said")
+def said_elsewhere(payload: object) -> None:
+    """A message said on another process of the cluster: into this process's history too."""
+    if isinstance(payload, dict) and isinstance(payload.get("room"), str):
+        remember(payload)
 
 
 async def leave_current(socket: rooms.Socket) -> None:
@@ -108,16 +134,28 @@ async def message(socket: rooms.Socket, text: object) -> str:
     if room is None or not body:
         return "rejected"
     payload = {"room": room, "name": name_of(socket), "text": body, "at": time.time()}
+    remember(payload)
     await socket.to(room).emit("message", payload)  # the sender shows its own copy
+    await server.server_side_emit("said", payload)  # the other processes' histories
     return "delivered"
+
+
+@server.on("history")
+async def room_history(socket: rooms.Socket) -> list[dict[str, Any]]:
+    room: str | None = socket.data.get("room")
+    return list(history.get(room, ())) if room is not None else []
 
 
 @server.on("typing")
 async def typing_changed(socket: rooms.Socket, active: object) -> None:
     room: str | None = socket.data.get("room")
-    if room is not None:
-        payload = {"name": name_of(socket), "active": active is True}
+    if room is None:
+        return
+    payload = {"name": name_of(socket), "active": active is True}
+    if active is True:  # a lost start only leaves the indicator out: fine for a slow client
         await socket.to(room).volatile.emit("typing", payload)
+    else:  # a lost stop would leave "X is typing…" up until the page's own timeout
+        await socket.to(room).emit("typing", payload)
 
 
 @server.on("disconnect")

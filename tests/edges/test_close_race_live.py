@@ -4,7 +4,7 @@ the ASGI server must survive it.
 
 hypercorn 0.18 on trio tears a connection down as soon as the app returns, with a send that
 can collide with its answer to the peer's close frame (``trio.BusyResourceError``, which ends
-its whole worker process; see the README's known issues). rooms waits for the peer's close
+its whole worker process; see docs/known-issues.md). rooms waits for the peer's close
 reply, within a bound, before returning. Before that, this killed hypercorn on every run.
 """
 
