@@ -128,6 +128,7 @@ class TestClient:
         self.pings = 0
         self._pinged = anyio.Event()
         self._app_done = anyio.Event()
+        self._closed = False  # close() sent the disconnect
         self._reading: anyio.Event | None = None  # set while the client is "not reading"
         self._stack = AsyncExitStack()
         self._decoder = sio.Decoder()
@@ -195,14 +196,21 @@ class TestClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if not self.disconnected.is_set():
-            # As a client closes a websocket session: it closes the websocket (a CLOSE
-            # packet is for long-polling), and the ASGI server tells the app.
-            await self._to_app.send({"type": "websocket.disconnect", "code": 1000})
+        await self.close()
         with anyio.move_on_after(self.timeout):
             await self._app_done.wait()  # let the server finish its side of the close
         self._tg.cancel_scope.cancel()
         await self._stack.aclose()
+
+    async def close(self) -> None:
+        """Close the websocket, as a leaving client does, and keep the client object until
+        its ``async with`` ends: a test can watch what the server does after its client
+        left (handlers still running, say). Idempotent."""
+        if not self.disconnected.is_set() and not self._closed:
+            self._closed = True
+            # As a client closes a websocket session: it closes the websocket (a CLOSE
+            # packet is for long-polling), and the ASGI server tells the app.
+            await self._to_app.send({"type": "websocket.disconnect", "code": 1000})
 
     async def _run_app(self, scope: dict[str, Any]) -> None:
         async def receive() -> Message:

@@ -13,6 +13,7 @@ import re
 import resource
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -29,6 +30,11 @@ server = rooms.Server(
     broker=os.environ.get("ROOMS_BROKER") or None,
     cors_allowed_origins="*",
 )
+
+
+@server.on("hang")
+async def hang(socket: rooms.Socket) -> None:
+    await anyio.sleep_forever()  # a handler that never ends: shutdown must not wait for it
 
 
 @server.on("echo")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -47,3 +48,27 @@ def test_redis_away_at_startup_serves_alone_until_it_comes_back(tmp_path: Path) 
         client.disconnect()
         server.stop()
         redis.stop()
+
+
+@pytest.mark.parametrize("kind", list(SERVERS))
+def test_a_handler_that_never_ends_does_not_hold_up_the_asgi_servers_shutdown(
+    kind: str, tmp_path: Path
+) -> None:
+    """Its client gone, a handler still waiting must not keep the connection's task alive:
+    uvicorn waits for every connection's task before it runs lifespan shutdown (where rooms
+    cancels its handlers), so that would wait forever."""
+    server = start_server(kind, "tests.apps.edges:app", tmp_path)
+    client = socketio.Client()
+    try:
+        client.connect(server.url, transports=["websocket"], wait_timeout=5)
+        client.emit("hang")
+        assert client.call("echo", "after", timeout=5) == "after"  # hang was dispatched
+        client.disconnect()
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the server did not exit within 15 s of SIGTERM:\n{server.log()}")
+    finally:
+        client.disconnect()
+        server.stop()

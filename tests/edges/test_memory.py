@@ -137,9 +137,10 @@ async def test_a_handler_that_joins_after_its_client_left_leaves_no_room_behind(
         async with TestClient(server, lifespan=False) as client:
             await client.connect()
             await client.emit("join_later", "leaked")
-        await until(lambda: not server.engine.sessions)
-        release.set()
-        with anyio.fail_after(5):
-            await done.wait()
+            await client.close()  # the handler is still waiting
+            await until(lambda: not server.engine.sessions)
+            release.set()
+            with anyio.fail_after(5):
+                await done.wait()
         adapter = server.namespaces["/"].adapter
         assert adapter.rooms == {} and adapter.sids == {}
