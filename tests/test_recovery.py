@@ -406,3 +406,18 @@ async def test_with_a_shared_log_a_recovered_socket_joins_once_its_replay_was_de
             resume.seen("/", StoredPacket(offset, NEWS, f'2["tick",{n}]'))
     assert joined == [{"sid-ada", "news"}]
     assert len(socket.session.frames) == 2  # each once
+
+
+async def test_a_restore_cancelled_while_it_waits_captures_nothing_more() -> None:
+    """Its connection went while it waited for a save: what the namespace sends next must
+    not pile up in a capture nobody will read."""
+    store = SlowSaves()
+    offset = await store.append("/", NEWS, '2["tick",0]', ())
+    async with anyio.create_task_group() as tg:
+        resume = Resume(rooms.Recovery(), store, tg.start_soon)
+        resume.keep("/", ADA)
+        tg.start_soon(resume.attempt, "/", Returning(), {"pid": "pid-ada", "offset": offset})
+        await anyio.wait_all_tasks_blocked()
+        assert resume._captures  # capturing while it waits for the save
+        tg.cancel_scope.cancel()  # the attempt (and the save) cancelled
+    assert resume._captures == {}

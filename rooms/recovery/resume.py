@@ -273,15 +273,19 @@ class Resume:
             return Attempt(self, nsp, None, None)
         capture: list[StoredPacket] = []
         self._captures.setdefault(nsp, []).append(capture)  # before the store answers
-        here = await self.take_over(nsp, pid)
-        restored = await self._restore(nsp, pid, offset)
-        if (
-            restored is None
-            and not here
-            and self._peers is not None
-            and await self._peers(nsp, pid)
-        ):
+        try:
+            here = await self.take_over(nsp, pid)
             restored = await self._restore(nsp, pid, offset)
+            if (
+                restored is None
+                and not here
+                and self._peers is not None
+                and await self._peers(nsp, pid)
+            ):
+                restored = await self._restore(nsp, pid, offset)
+        except BaseException:  # cancelled meanwhile (its connection went): capture no more
+            self.stop_capture(nsp, capture)
+            raise
         if restored is None:
             self.stop_capture(nsp, capture)
             return Attempt(self, nsp, None, None)
