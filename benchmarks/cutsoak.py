@@ -166,10 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if set(setups) - set(SETUPS) or set(modes) - set(MODES):
         print(f"unknown setup or mode in {setups} {modes}", file=sys.stderr)
         return 2
-    settings = Settings(
-        rounds=1, warmup=0.0, duration=0.0, concurrency=1, payload=0, window=0,
-        ws="websockets-sansio", pin=False, quick=False, quiet_wait=0.0, retries=0, client="raw",
-    )  # fmt: skip
+    settings = Settings.servers_only("websockets-sansio")
     run.raise_nofile()
     started = dt.datetime.now(dt.UTC)
     results: list[Json] = []

@@ -209,6 +209,15 @@ class Settings:
     retries: int
     client: str
 
+    @classmethod
+    def servers_only(cls, ws: str, concurrency: int = 1) -> Settings:
+        """For scripts that only start servers (soak.py, cutsoak.py): ``server()`` reads
+        ``ws`` and ``pin``, and what they measure does not need pinned CPUs."""
+        return cls(
+            rounds=1, warmup=0.0, duration=0.0, concurrency=concurrency, payload=0, window=0,
+            ws=ws, pin=False, quick=False, quiet_wait=0.0, retries=0, client="raw",
+        )  # fmt: skip
+
 
 # ---------------------------------------------------------------------------- child processes
 

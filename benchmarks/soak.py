@@ -614,21 +614,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         hostile=args.hostile,
         time_limit=args.time_limit,
     )
-    # run.server() reads only ``pin`` and ``ws``: memory does not need pinned CPUs.
-    settings = Settings(
-        rounds=1,
-        warmup=0.0,
-        duration=0.0,
-        concurrency=opts.concurrency,
-        payload=0,
-        window=0,
-        ws=args.ws,
-        pin=False,
-        quick=False,
-        quiet_wait=0.0,
-        retries=0,
-        client="raw",
-    )
+    settings = Settings.servers_only(args.ws, opts.concurrency)
     run.raise_nofile()
     started = dt.datetime.now(dt.UTC)
     machine = run._machine()

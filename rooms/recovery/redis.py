@@ -95,10 +95,7 @@ class RedisStore:
         handed = self._handed.get(self._log_key(nsp))
         if handed is None:
             return True  # not read yet: the reader starts past what is in the stream now
-        try:
-            return _order(handed) >= _order(offset)
-        except ValueError:
-            return True  # not a stream id: nothing to wait for
+        return _order(handed) >= _order(offset)  # both ids of this stream
 
     async def save(self, nsp: str, session: SavedSession) -> None:
         try:
