@@ -34,6 +34,7 @@ const DEFAULTS = {
   members: 1000, // fanout: receivers in the room
   window: 0, // fanout: messages in flight (0: about 4,000 deliveries, at least 2)
   clients: 100, // echo: closed-loop clients; connect: connections to open
+  event: 'echo', // echo: the event each client emits (echo_sync: the servers' sync handler)
   concurrency: 200, // connects in flight
   warmup: 1, // seconds of load before measuring
   duration: 5, // seconds measured
@@ -514,7 +515,7 @@ async function echo(opts) {
     const send = () => {
       state.id++;
       state.sentAt = performance.now();
-      state.ws.send(`42${state.id}["echo",{"i":${index},"p":"${pad}"}]`);
+      state.ws.send(`42${state.id}["${opts.event}",{"i":${index},"p":"${pad}"}]`);
     };
     state.ws = await openClient((buf, start) => {
       if (buf[start] === C4 && buf[start + 1] === C3) {

@@ -85,7 +85,10 @@ SERVERS: tuple[ServerSpec, ...] = (
 SERVER_BY_KEY = {spec.key: spec for spec in SERVERS}
 
 
-KINDS = ("fanout", "fanout-redis", "echo", "connect")  # also the order of the report
+# Also the order of the report. fanout-latency: fan-out with one message in flight, for the
+# unloaded delivery latency; echo-sync: echo through a plain `def` handler (every other
+# handler is `async def`, as users write them).
+KINDS = ("fanout", "fanout-latency", "fanout-redis", "echo", "echo-sync", "connect")
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,9 @@ class Scenario:
     @property
     def loadgen(self) -> str:
         """The loadgen.js scenario: the clustered one is a fan-out given two ports."""
-        return "fanout" if self.clustered else self.kind
+        return {"fanout-redis": "fanout", "fanout-latency": "fanout", "echo-sync": "echo"}.get(
+            self.kind, self.kind
+        )
 
     @property
     def local(self) -> Scenario | None:
@@ -126,8 +131,13 @@ class Scenario:
             return f"fan-out, {self.size:,} members"
         if self.clustered:
             return f"fan-out over 2 processes + Redis, {self.size:,} members"
+        if self.kind == "fanout-latency":
+            return f"fan-out, 1 message in flight, {self.size:,} members"
+        clients = f"{self.size:,} client{'s' if self.size != 1 else ''}"
         if self.kind == "echo":
-            return f"echo + ack, {self.size:,} client{'s' if self.size != 1 else ''}"
+            return f"echo + ack, {clients}"
+        if self.kind == "echo-sync":
+            return f"echo + ack, sync `def` handler, {clients}"
         return f"connect storm, {self.size:,} clients"
 
 
@@ -156,14 +166,17 @@ FANOUT_METRICS = (
     Metric("p50_ms", "latency p50, ms ↓", False, _ms),
     Metric("p99_ms", "latency p99, ms ↓", False, _ms),
 )
+ECHO_METRICS = (
+    Metric("acks_per_s", "acks/s ↑", True, _count),
+    Metric("p50_ms", "latency p50, ms ↓", False, _ms),
+    Metric("p99_ms", "latency p99, ms ↓", False, _ms),
+)
 METRICS: dict[str, tuple[Metric, ...]] = {
     "fanout": FANOUT_METRICS,
+    "fanout-latency": FANOUT_METRICS,
     "fanout-redis": FANOUT_METRICS,
-    "echo": (
-        Metric("acks_per_s", "acks/s ↑", True, _count),
-        Metric("p50_ms", "latency p50, ms ↓", False, _ms),
-        Metric("p99_ms", "latency p99, ms ↓", False, _ms),
-    ),
+    "echo": ECHO_METRICS,
+    "echo-sync": ECHO_METRICS,
     "connect": (
         Metric("connections_per_s", "connections/s ↑", True, _count),
         Metric("kib_per_conn", "RSS per idle connection, KiB ↓", False, _kib),
@@ -177,19 +190,24 @@ def scenarios_for(quick: bool) -> list[Scenario]:
         return [
             Scenario("fanout", 100),
             Scenario("fanout", 1000),
+            Scenario("fanout-latency", 100),
             Scenario("fanout-redis", 1000),  # fanout-1000 is its local baseline
             Scenario("echo", 1),
             Scenario("echo", 100),
+            Scenario("echo-sync", 100),
             Scenario("connect", 1000),
         ]
     return [
         Scenario("fanout", 100),
         Scenario("fanout", 1000),
         Scenario("fanout", 5000),
+        Scenario("fanout-latency", 100),
+        Scenario("fanout-latency", 1000),
         Scenario("fanout-redis", 1000),  # fanout-1000 is its local baseline
         Scenario("echo", 1),
         Scenario("echo", 100),
         Scenario("echo", 1000),
+        Scenario("echo-sync", 100),
         Scenario("connect", 5000),
     ]
 
@@ -459,9 +477,12 @@ def loadgen_cmd(
         settings.client,
     ]
     if scenario.loadgen == "fanout":
-        cmd += ["--members", str(scenario.size), "--window", str(settings.window)]
+        window = 1 if scenario.kind == "fanout-latency" else settings.window
+        cmd += ["--members", str(scenario.size), "--window", str(window)]
     else:
         cmd += ["--clients", str(scenario.size)]
+        if scenario.kind == "echo-sync":
+            cmd += ["--event", "echo_sync"]
     return cmd
 
 
@@ -602,7 +623,7 @@ def flatten(scenario: Scenario, result: Json, observed: Json) -> Json:
     if scenario.loadgen == "fanout":
         row["deliveries_per_s"] = result["deliveries_per_s"]
         row["lost"] = result.get("lost", 0)
-    elif scenario.kind == "echo":
+    elif scenario.loadgen == "echo":
         row["acks_per_s"] = result["acks_per_s"]
     else:
         row["connections_per_s"] = result["connections_per_s"]
@@ -1057,7 +1078,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="fan-out messages in flight (0: about 4,000 deliveries, at least 2)",
     )
     parser.add_argument(
-        "--ws", default="websockets", help="uvicorn --ws implementation (default websockets)"
+        "--ws",
+        default="websockets-sansio",
+        help="uvicorn --ws implementation (default websockets-sansio, uvicorn's default)",
     )
     parser.add_argument(
         "--client",

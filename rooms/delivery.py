@@ -56,8 +56,9 @@ class Delivery:
         """Send ``event`` to the sockets ``opts`` selects, on every process (or, with ``to``,
         to that one socket); encoded once, logged for recovery unless volatile.
 
-        Returns once the frames were handed to the transports (or queued for a slow
-        client's own writer) and to the broker; it never waits on a slow client.
+        Returns once the frames are queued for their connections and handed to the broker,
+        and the previous broadcast's frames were sent (backpressure: a loop of emits
+        cannot outrun the sends); it never waits on a slow client.
         """
         text, attachments = sio.encode_event_parts(self.nsp.name, event, args)
         parts = tuple(attachments)
@@ -73,8 +74,8 @@ class Delivery:
         if to is not None:
             await to._write_now([], opts.volatile)  # sent from here, outside the lock
         else:
-            # Backpressure: return once the flusher has served the recipients, so a loop of
-            # emits cannot outrun the sends (a stalled recipient is handed off, never waited on).
+            # Backpressure: a loop of emits cannot outrun the sends (each waits for the one
+            # before to be sent; a stalled recipient is handed off, never waited on).
             await self.nsp.server.engine.flusher.wait_flushed()
 
     async def _hand_on(

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
-from rooms._tasks import maybe_await
 from rooms.exceptions import ProtocolError
 
 logger = logging.getLogger("rooms")
 
-Then = Callable[[Any, bool], Awaitable[None] | None]
-"""What follows a handler: ``then(result, ok)``; ``ok`` is False if the handler raised."""
-Spawn = Callable[..., None]
-"""Starts ``func(*args)`` in a task of its own (the server's guarded spawn)."""
+Then = Callable[[Any, bool], Awaitable[Any] | None]
+"""What follows a handler: ``then(result, ok)``; ``ok`` is False if the handler raised. For
+an async handler it may return an awaitable (awaited in the handler's task)."""
+Start = Callable[[Coroutine[Any, Any, None]], None]
+"""Runs a handler's coroutine: in a task of the server's, or inline in the task reading
+the connection the event came from (:meth:`rooms.engine.session.Session.start`)."""
 
 
 class Handler:
@@ -66,15 +67,15 @@ class Handler:
         return args
 
     def run(
-        self, spawn: Spawn, args: Sequence[Any], then: Then | None, what: tuple[Any, ...]
+        self, start: Start, args: Sequence[Any], then: Then | None, what: tuple[Any, ...]
     ) -> None:
-        """Call the handler with ``args``: a sync one here and now, an async one in a task of
-        its own. ``then(result, ok)`` follows it either way (for an async handler it may be
-        a coroutine function; a sync handler's must not await). Whatever the handler or
+        """Call the handler with ``args``: a sync one here and now, an async one through
+        ``start``. ``then(result, ok)`` follows it either way (for an async handler it may
+        return an awaitable; a sync handler's must not). Whatever the handler or
         ``then`` raises is logged at ERROR as ``what`` (a log template and its arguments)
         failing, and ends there."""
         if self.is_async:
-            spawn(self._run_async, args, then, what)
+            start(self._run_async(args, then, what))
             return
         ok, result = True, None
         try:
@@ -99,6 +100,8 @@ class Handler:
             logger.exception(what[0] + " failed", *what[1:])
         if then is not None:
             try:
-                await maybe_await(then(result, ok))
+                pending = then(result, ok)
+                if pending is not None:
+                    await pending
             except Exception:
                 logger.exception(what[0] + " failed", *what[1:])

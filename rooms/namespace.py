@@ -299,24 +299,26 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
             return
         what = ("handler %s for event %.60r on %s", handler.name, event, self.name)
         if ack_id is None:
-            handler.run(self.server.spawn, (socket, *call_args), None, what)
+            handler.run(socket.session.start, (socket, *call_args), None, what)
             return
-        # An async handler's task sends its ack itself (no task switch for the reply); a sync
-        # one's is queued, and the reader dispatching this message sends it.
+        # An async handler sends its ack itself (run inline in the reader, that queues it for
+        # the reader; run on after suspending, it sends); a sync one's is queued, and the
+        # reader dispatching this message sends it.
         reply = self._ack_now if handler.is_async else self._ack_queued
         handler.run(
-            self.server.spawn,
+            socket.session.start,
             (socket, *call_args),
             functools.partial(reply, socket, handler, event, ack_id),
             what,
         )
 
-    async def _ack_now(
+    def _ack_now(
         self, socket: Socket, handler: Handler, event: str, ack_id: int, result: Any, ok: bool
-    ) -> None:
+    ) -> Awaitable[bool] | None:
         frames = self._ack_frames(handler, event, ack_id, result) if ok else None
-        if frames is not None and socket.connected:
-            await socket._write_now(frames)
+        if frames is None or not socket.connected:
+            return None
+        return socket._reply(frames)
 
     def _ack_queued(
         self, socket: Socket, handler: Handler, event: str, ack_id: int, result: Any, ok: bool
@@ -358,7 +360,7 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
             respond(None)
             return True
         handler.run(
-            self.server.spawn,
+            self.server.start,
             call_args,
             lambda result, ok: respond(result if ok else None),
             ("server event handler %s", handler.name),
@@ -379,7 +381,7 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
             return
         args = [reason][: handler.max_args] if handler.max_args is not None else [reason]
         what = ("disconnect handler %s on %s", handler.name, self.name)
-        handler.run(self.server.spawn, (socket, *args), lambda _, __: self._forget(socket), what)
+        handler.run(self.server.start, (socket, *args), lambda _, __: self._forget(socket), what)
 
 
 def _answer(body: Any) -> Any:

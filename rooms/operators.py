@@ -63,8 +63,9 @@ class BroadcastOperator(ServerChain["BroadcastOperator"]):
     async def emit(self, event: str, *args: Any) -> None:
         """Send ``event`` to every selected socket, on every process; encoded once.
 
-        Returns when the frames have been handed to the transports (or queued for a slow
-        client's own writer) and to the broker; it never waits on a slow client.
+        Returns once the frames are queued for their connections and handed to the broker,
+        and the previous broadcast's frames were sent (a loop of emits cannot outrun the
+        sends); it never waits on a slow client.
         """
         await self._nsp.delivery.emit(self._opts, event, args)
 

@@ -75,8 +75,10 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
     Times are in seconds. ``ack_timeout`` is the default wait of every ``emit_with_ack``.
     ``max_outbox`` (frames) and ``max_outbox_bytes`` bound each connection's queue (see
     :mod:`rooms.engine.session` for the slow-consumer policy). A connection that joins no
-    namespace within ``connect_timeout`` is closed. ``limits`` bounds what clients may send
-    (:class:`~rooms.Limits`: attachments, JSON depth, names, dynamic namespaces).
+    namespace within ``connect_timeout`` is closed. A handler still running
+    ``handler_grace`` seconds after its client's connection ended is cancelled. ``limits``
+    bounds what clients may send (:class:`~rooms.Limits`: attachments, JSON depth, names,
+    dynamic namespaces).
 
     ``broker`` makes this process one of a cluster: a URL (``"redis://host:6379/0"``,
     ``"rediss://..."``, ``"unix:///path"``, ``"memory://name"`` for servers in one process)
@@ -104,6 +106,7 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
         connect_timeout: float = 45.0,
         stall_after: float = 0.1,
         writer_linger: float = 5.0,
+        handler_grace: float = 5.0,
         clock: Clock | None = None,
         broker: Broker | str | None = None,
         cluster_prefix: str = "rooms",
@@ -132,6 +135,7 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
             max_outbox_bytes=max_outbox_bytes,
             stall_after=stall_after,
             writer_linger=writer_linger,
+            handler_grace=handler_grace,
             clock=clock,
         )
         heartbeat = self.engine.heartbeat
@@ -344,6 +348,11 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
         ERROR (as ``what`` failing) and ends there: the server keeps serving."""
         spawn(self.engine.running_group, logger, what, func, *args)
 
+    def start(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a handler's coroutine (which logs its own failures) in a task of the
+        server's: for handlers that answer no client's input (disconnects, server events)."""
+        self.engine.running_group.start_soon(_finish, coro)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await serve_lifespan(self, None, scope, receive, send)
@@ -407,3 +416,7 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
         logger.info("session %s: expected a known namespace, got %r", conn.session.sid, name)
         conn.connecting.discard(name)
         conn.send_packet(sio.Packet(sio.PacketType.CONNECT_ERROR, name, INVALID_NAMESPACE))
+
+
+async def _finish(coro: Coroutine[Any, Any, None]) -> None:
+    await coro

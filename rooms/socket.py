@@ -4,7 +4,7 @@ by users."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from rooms.acks import AckWaiter, PendingAcks, ack_value, disconnected
@@ -91,6 +91,19 @@ class Socket:
             pending.extend(frames)
             return True
         return await self.session.send_now(frames, volatile)
+
+    def _reply(self, frames: list[engineio.Frame]) -> Awaitable[bool] | None:
+        """Queue frames answering this client's input: None if another task sends them
+        (the reader dispatching that input, say), else the send for this task to await."""
+        pending = self._pending
+        if pending is not None:
+            pending.extend(frames)
+            return None
+        session = self.session
+        if session.flushing:
+            session.send_many(frames)
+            return None
+        return session.send_now(frames)
 
     def _send_packet(self, packet: sio.Packet) -> bool:
         return self._write([engineio.message_frame(f) for f in sio.encode(packet)])

@@ -127,7 +127,7 @@ class TestClient:
         self.close_code: int | None = None
         self.pings = 0
         self._pinged = anyio.Event()
-        self._app_done = anyio.Event()
+        self.app_done = anyio.Event()  # the app returned from the websocket connection
         self._closed = False  # close() sent the disconnect
         self._reading: anyio.Event | None = None  # set while the client is "not reading"
         self._stack = AsyncExitStack()
@@ -198,7 +198,7 @@ class TestClient:
     ) -> None:
         await self.close()
         with anyio.move_on_after(self.timeout):
-            await self._app_done.wait()  # let the server finish its side of the close
+            await self.app_done.wait()  # let the server finish its side of the close
         self._tg.cancel_scope.cancel()
         await self._stack.aclose()
 
@@ -224,7 +224,7 @@ class TestClient:
         try:
             await self.app(scope, receive, send)
         finally:
-            self._app_done.set()
+            self.app_done.set()
             # The app is done with this connection: as a dropped TCP connection would,
             # that ends the client's reading (``disconnected``, with no close code).
             self._app_send.close()

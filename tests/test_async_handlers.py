@@ -7,15 +7,17 @@ the client goes on. On asyncio and trio."""
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 from typing import Any
 
 import anyio
 import anyio.lowlevel
+import httpx
 import pytest
 
 import rooms
-from rooms.testing import Lifespan, TestClient
+from rooms.testing import Lifespan, ManualClock, TestClient
 
 pytestmark = pytest.mark.anyio
 
@@ -50,6 +52,12 @@ def make_server(release: anyio.Event) -> rooms.Server:
             await anyio.lowlevel.checkpoint()
             await anyio.sleep(0.001)
         return "scoped"
+
+    @server.on("timed_out")
+    async def timed_out(socket: rooms.Socket) -> bool:
+        with anyio.move_on_after(0.01) as scope:  # its cancellation reaches the handler
+            await anyio.sleep_forever()
+        return scope.cancelled_caught
 
     @server.on("set_var")
     async def set_var(socket: rooms.Socket, value: str) -> str:
@@ -104,6 +112,14 @@ async def test_cancel_scopes_held_across_the_suspension_work() -> None:
         assert [await client.call("scoped") for _ in range(5)] == ["scoped"] * 5
 
 
+async def test_a_cancel_scope_that_fires_while_the_handler_waits_cancels_only_that_wait() -> None:
+    server = make_server(anyio.Event())
+    async with TestClient(rooms.RoomsMiddleware(None, server=server)) as client:
+        await client.connect()
+        assert [await client.call("timed_out") for _ in range(3)] == [True] * 3
+        assert await client.call("plain", "reading on") == "reading on"
+
+
 async def test_each_handler_sees_the_context_of_the_connection_not_of_the_last_handler() -> None:
     server = make_server(anyio.Event())
     async with TestClient(rooms.RoomsMiddleware(None, server=server)) as client:
@@ -144,3 +160,121 @@ async def test_many_suspended_handlers_finish_and_the_connection_closes_cleanly(
             await anyio.wait_all_tasks_blocked()
             await client.call("release")
         assert answers == ["released"] * 20
+
+
+async def test_a_handler_that_never_suspends_runs_in_the_reader_without_a_task_of_its_own() -> None:
+    server = rooms.Server()
+
+    @server.on("whoami")
+    async def whoami(socket: rooms.Socket) -> int:
+        return anyio.get_current_task().id
+
+    async with TestClient(rooms.RoomsMiddleware(None, server=server)) as client:
+        await client.connect()
+        ids = {await client.call("whoami") for _ in range(5)}
+    assert len(ids) == 1, f"expected every call in the one reading task, got tasks {ids}"
+
+
+async def test_handlers_that_suspend_one_after_another_each_hand_reading_on() -> None:
+    """Each suspending handler keeps the task it started in and reading moves to a new
+    task, twenty times over: the connection still answers in order, and closes cleanly
+    (the ASGI task returns once the last reader has torn the connection down)."""
+    server = rooms.Server()
+
+    @server.on("nap")
+    async def nap(socket: rooms.Socket, n: int) -> int:
+        await anyio.lowlevel.checkpoint()
+        return n
+
+    app = rooms.RoomsMiddleware(None, server=server)
+    async with Lifespan(app), TestClient(app, lifespan=False) as client:
+        await client.connect()
+        assert [await client.call("nap", n) for n in range(20)] == list(range(20))
+        await client.close()
+        with anyio.fail_after(5):
+            await client.app_done.wait()
+        assert not server.engine.sessions
+
+
+class Lingering:
+    """A handler that waits forever, and whether it was cancelled."""
+
+    def __init__(self) -> None:
+        self.started = anyio.Event()
+        self.cancelled = anyio.Event()
+
+    async def __call__(self, socket: rooms.Socket) -> None:
+        self.started.set()
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            self.cancelled.set()
+            raise
+
+
+async def test_a_handler_running_on_after_its_connection_ended_is_cancelled_after_the_grace() -> (
+    None
+):
+    """It started inline in the ASGI server's task for the connection: that task, and so
+    the ASGI server's shutdown, waits for it no longer than ``handler_grace``."""
+    clock = ManualClock()
+    server = rooms.Server(clock=clock, handler_grace=3)
+    lingering = Lingering()
+    server.on("linger")(lingering)
+
+    @server.on("echo")
+    async def echo(socket: rooms.Socket, value: Any) -> Any:
+        return value
+
+    app = rooms.RoomsMiddleware(None, server=server)
+    async with Lifespan(app), TestClient(app, lifespan=False) as client:
+        await client.connect()
+        await client.emit("linger")
+        await lingering.started.wait()
+        clock.advance(10)  # while the client is connected, nothing bounds a handler
+        server.engine.heartbeat.tick()
+        assert await client.call("echo", 1) == 1
+        assert not lingering.cancelled.is_set()
+        [session] = server.engine.sessions.values()
+        await client.close()
+        await session.wait_finished()
+        clock.advance(2.9)
+        server.engine.heartbeat.tick()
+        await anyio.wait_all_tasks_blocked()
+        assert not lingering.cancelled.is_set(), "cancelled before its grace"
+        clock.advance(0.2)
+        server.engine.heartbeat.tick()
+        with anyio.fail_after(5):
+            await lingering.cancelled.wait()
+            await client.app_done.wait()  # the connection's ASGI task returned
+
+
+async def test_on_long_polling_a_handler_outliving_its_session_is_cancelled_after_the_grace() -> (
+    None
+):
+    clock = ManualClock()
+    server = rooms.Server(clock=clock, handler_grace=3)
+    lingering = Lingering()
+    server.on("linger")(lingering)
+    app = rooms.RoomsMiddleware(None, server=server)
+    transport = httpx.ASGITransport(app=app)
+    async with Lifespan(app), httpx.AsyncClient(transport=transport) as http:
+        base = "http://testserver/socket.io/?EIO=4&transport=polling"
+        opened = await http.get(base)
+        sid = json.loads(opened.text[1:])["sid"]
+        url = f"{base}&sid={sid}"
+        assert (await http.post(url, content="40")).text == "ok"
+        assert (await http.get(url)).text.startswith("40")
+        assert (await http.post(url, content='42["linger"]')).text == "ok"
+        await lingering.started.wait()
+        session = server.engine.sessions[sid]
+        assert (await http.post(url, content="1")).text == "ok"  # the client's CLOSE
+        await session.wait_finished()
+        clock.advance(2.9)
+        server.engine.heartbeat.tick()
+        await anyio.wait_all_tasks_blocked()
+        assert not lingering.cancelled.is_set(), "cancelled before its grace"
+        clock.advance(0.2)
+        server.engine.heartbeat.tick()
+        with anyio.fail_after(5):
+            await lingering.cancelled.wait()

@@ -120,7 +120,7 @@ async def event(sid: str, text: str, send: Send, joined: list[str]) -> None:
                 await member(frame)
             except Exception:  # the member went away; its own task cleans up
                 continue
-    elif name == "echo":
+    elif name == "echo" or name == "echo_sync":
         result = args[1]
     elif name == "join":
         room = args[1]

@@ -36,6 +36,11 @@ async def echo(sid: str, data: Any) -> Any:
     return data
 
 
+@sio.on("echo_sync")  # type: ignore[untyped-decorator]
+def echo_sync(sid: str, data: Any) -> Any:
+    return data
+
+
 @sio.on("fanout")  # type: ignore[untyped-decorator]
 async def fanout(sid: str, room: str, payload: Any) -> bool:
     await sio.emit("msg", payload, room=room)

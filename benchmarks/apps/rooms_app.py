@@ -1,4 +1,5 @@
-"""The benchmark app on rooms: ``join``, ``echo`` and ``fanout``, all acknowledged.
+"""The benchmark app on rooms: ``join``, ``echo`` and ``fanout``, all acknowledged, all
+``async def`` as users write them; ``echo_sync`` is ``echo`` as a plain function.
 
 Run by ``benchmarks/run.py`` as ``uvicorn rooms_app:app --app-dir benchmarks/apps ...``.
 With ``ROOMS_BENCH_BROKER`` set (a broker URL such as ``redis://127.0.0.1:6379/0``) the
@@ -27,8 +28,13 @@ async def join(socket: rooms.Socket, room: str) -> bool:
 
 
 @server.on("echo")
-def echo(socket: rooms.Socket, data: Any) -> Any:
+async def echo(socket: rooms.Socket, data: Any) -> Any:
     return data
+
+
+@server.on("echo_sync")
+def echo_sync(socket: rooms.Socket, data: Any) -> Any:
+    return data  # the same, as a plain function: the echo-sync scenario
 
 
 @server.on("fanout")

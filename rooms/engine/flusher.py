@@ -7,12 +7,13 @@ one's frames, the way a hand-written loop over ``await websocket.send(...)`` wou
 task and no event per recipient.
 
 Producers get backpressure from :meth:`Flusher.wait_flushed`: a broadcast returns once the
-sessions it scheduled have been served, so a loop of emits cannot outrun the sends and fill
-every outbox. A slow consumer must not hold everyone else up. A watchdog notices a send that has not
-returned within ``stall_after`` seconds; that session is marked slow (from then on its own
-writer task serves it) and a fresh flusher takes over the queue. The stalled flusher finishes
-that one session and ends. Each flusher runs in a cancel scope of its own, so a session that
-is aborted (its close deadline passed with the send still stuck) cancels the flusher stuck
+sessions the broadcast before it scheduled have been served, so a loop of emits cannot
+outrun the sends and fill every outbox. A slow consumer must not hold everyone else up. A
+watchdog notices a send that has not returned within ``stall_after`` seconds; that session
+is marked slow (from then on its own writer task serves it) and a fresh flusher takes over
+the queue. The stalled flusher finishes that one session and ends. Each flusher runs in a
+cancel scope of its own, so a session that is aborted (its close deadline passed with the
+send still stuck) cancels the flusher stuck
 on it, and only that one.
 """
 
@@ -36,6 +37,7 @@ class Flusher:
         "_current",
         "_flushed",
         "_generation",
+        "_mark",
         "_progress",
         "_queue",
         "_scheduled",
@@ -66,6 +68,7 @@ class Flusher:
         # Backpressure bookkeeping: sessions scheduled and served so far, and who waits.
         self._scheduled = 0
         self._flushed = 0
+        self._mark = 0  # what the next wait_flushed waits for: see there
         self._waiters: deque[tuple[int, anyio.Event]] = deque()
         # The cancel scope of each running flusher, and which stalled flusher serves whom.
         self._scopes: dict[int, anyio.CancelScope] = {}
@@ -133,8 +136,13 @@ class Flusher:
             waiters.popleft()[1].set()
 
     async def wait_flushed(self) -> None:
-        """Wait until every session scheduled so far has been served (or handed off)."""
-        target = self._scheduled
+        """Backpressure for a producer that just scheduled sessions: wait until every
+        session scheduled up to the previous call has been served (or handed off).
+
+        So producers may run one broadcast ahead of the flusher: the common lone emit
+        returns at once (its handler need not suspend), while a loop of emits waits, each
+        time, for the sends of the one before, and cannot fill every outbox."""
+        target, self._mark = self._mark, self._scheduled
         if self._flushed >= target or self._tg is None:
             return
         done = anyio.Event()

@@ -92,6 +92,7 @@ class EngineServer:
         upgrade_timeout: float = 10.0,
         writer_linger: float = 5.0,
         stall_after: float = 0.1,
+        handler_grace: float = 5.0,
         clock: Clock | None = None,
     ) -> None:
         for name in transports:
@@ -125,6 +126,8 @@ class EngineServer:
         self.heartbeat = Heartbeat(ping_interval, ping_timeout, self._now)
         # A closing session delivers what is left within this, or is aborted.
         self._closing = self.heartbeat.lane(ping_timeout)
+        # A session's handlers still running this long after it finished are cancelled.
+        self.handler_deadlines = self.heartbeat.lane(handler_grace)
         # Sends frames nobody else is sending; a stalled send gets its own writer.
         self.flusher = Flusher(stall_after)
         self.heartbeat.sweep_every = writer_linger

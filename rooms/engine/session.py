@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -106,6 +106,15 @@ class Carrier(Protocol):
     def abort(self) -> None:
         """Cancel every send and read in progress: the session is being finished."""
 
+    @property
+    def inline(self) -> bool:
+        """Whether the reader is dispatching a message right now, synchronously: a
+        handler started now may run inline (:meth:`run_inline`)."""
+
+    def run_inline(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` in the reader until it first suspends; if it does, the reader
+        finishes it and hands reading to a new task."""
+
 
 class Session:
     """An Engine.IO session. Handed to callbacks; constructed only by the engine."""
@@ -118,6 +127,7 @@ class Session:
         "_finished",
         "_flushing",
         "_get",
+        "_handlers",
         "_outbox",
         "_post",
         "_probed",
@@ -178,6 +188,8 @@ class Session:
         self._client_closed = False  # the client's CLOSE packet: a pending poll gets NOOP
         self._finished: anyio.Event | None = None  # an upgrading websocket waits for the end
         self._room: anyio.Event | None = None  # a producer waiting for the outbox to drain
+        # The cancel scopes of this session's handlers running in tasks (see start()).
+        self._handlers: set[anyio.CancelScope] | None = None
 
     def __repr__(self) -> str:
         return f"<Session {self.sid} {self.transport} {self.state.value}>"
@@ -314,6 +326,62 @@ class Session:
         self._outbox = []
         self._bytes = 0
 
+    # ------------------------------------------------------------------ handlers
+
+    def start(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a handler's coroutine (which logs its own failures) for this session's input.
+
+        Started by the websocket reader's dispatch, it runs right there until it first
+        suspends; most handlers never do, and cost no task. One that suspends is finished
+        by that task, which hands reading to a new one (see :mod:`rooms.engine.websocket`).
+        Otherwise it gets a task in the engine's group. A handler still running
+        ``handler_grace`` seconds after the session finished is cancelled: its connection
+        is gone, and the ASGI server may be waiting for it to shut down.
+        """
+        carrier = self.carrier
+        if carrier is not None and carrier.inline:
+            carrier.run_inline(coro)
+        else:
+            self.engine.running_group.start_soon(self._run_task, coro)
+
+    async def _run_task(self, coro: Coroutine[Any, Any, None]) -> None:
+        with anyio.CancelScope() as scope:
+            self.hold(scope)
+            try:
+                await coro
+            finally:
+                self.release(scope)
+
+    def hold(self, scope: anyio.CancelScope) -> None:
+        """A handler of this session runs in ``scope`` (cancelled ``handler_grace`` after
+        the session finished)."""
+        if self._handlers is None:
+            self._handlers = set()
+        self._handlers.add(scope)
+        if self.state is State.CLOSED:
+            self.engine.handler_deadlines.add(self.cancel_handlers)
+
+    def release(self, scope: anyio.CancelScope) -> None:
+        handlers = self._handlers
+        if handlers is not None:
+            handlers.discard(scope)
+            if not handlers:
+                self._handlers = None
+
+    def cancel_handlers(self) -> None:
+        """Cancel this session's handlers still running (its grace has passed)."""
+        handlers, self._handlers = self._handlers, None
+        if handlers:
+            logger.info(
+                "session %s: %d handler(s) still running %.1f s after the connection ended; "
+                "cancelling them",
+                self.sid,
+                len(handlers),
+                self.engine.handler_deadlines.delay,
+            )
+            for scope in handlers:
+                scope.cancel()
+
     # ------------------------------------------------------------------ the sending token
 
     def acquire_sending(self) -> bool:
@@ -448,7 +516,13 @@ class Session:
             if self.closed:
                 return False
             carrier = self.carrier
-            if self._dispatching and self._outbox and carrier is not None and carrier.in_reader():
+            if (
+                self._dispatching
+                and self._outbox
+                and carrier is not None
+                and not carrier.inline  # a handler's first step: it must not send
+                and carrier.in_reader()
+            ):
                 try:
                     await carrier.drain()  # we are the dispatch holding `flushing`: send
                 except PeerGone:
@@ -554,6 +628,8 @@ class Session:
             # process may not run the cyclic collector for a long time.
             self.upper = None
             self.carrier = None
+            if self._handlers:
+                self.engine.handler_deadlines.add(self.cancel_handlers)
             if self._finished is not None:
                 self._finished.set()
             self.engine.session_finished(self)

@@ -18,14 +18,16 @@ An idle connection holds no task of ours: its reader waits in the ASGI server's 
 from __future__ import annotations
 
 import logging
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from rooms._tasks import Suspended, step
 from rooms._types import Receive, Scope, Send
 from rooms.engine.server import parse_query, refuse
 from rooms.engine.session import PeerGone, Session, State
-from rooms.exceptions import ProtocolError
+from rooms.exceptions import ProtocolError, RoomsError
 from rooms.protocol.engineio import (
     PONG_PROBE,
     Frame,
@@ -266,13 +268,16 @@ class Pump:
         "aborted",
         "close_code",
         "close_sent",
+        "ended",
         "engine",
+        "inline",
         "peer_gone",
         "reader",
         "reader_scope",
         "scheduled",
         "session",
         "slow",
+        "suspended",
         "writing",
     )
 
@@ -296,9 +301,18 @@ class Pump:
         self.scheduled = False  # waiting in the flusher's queue
         self.slow = False  # served by its own writer instead of the flusher
         self._flushed: anyio.Event | None = None  # someone waits for the flush to end
+        self.inline = False  # the reader is inside a message's dispatch, synchronously
+        self.suspended: Suspended | None = None  # a handler run inline that suspended
+        self.ended: anyio.Event | None = None  # set once torn down, if the ASGI task waits
 
     def in_reader(self) -> bool:
         return anyio.get_current_task().id == self.reader
+
+    def run_inline(self, coro: Coroutine[Any, Any, None]) -> None:
+        suspended = step(coro)
+        if suspended is not None:
+            self.inline = False  # one per dispatch: any other handler gets a task
+            self.suspended = suspended
 
     def kick(self) -> None:
         if self.aborted:
@@ -446,25 +460,112 @@ class Pump:
 
 
 async def _run(engine: EngineServer, session: Session, receive: Receive, send: Send) -> None:
+    """The ASGI task of a websocket session: its first reader. Returns once the connection
+    is torn down, whichever task did it."""
     pump = Pump(engine, session, send)
-    pump.reader = anyio.get_current_task().id  # this task: see Session.wait_room
     session.attach(pump)
-    torn_down = True  # the ASGI server cancelled us (its shutdown): no reply will come
     try:
-        with anyio.CancelScope() as pump.reader_scope:  # abort() cancels the wait for input
-            if session.queued:  # the OPEN packet, or what queued during the upgrade
-                await pump.flush()
-            await _read(engine, session, pump, receive)
+        if await _serve(engine, session, pump, receive, None):
+            return  # this task read to the end and tore the connection down
+        # This task finished a handler that suspended while it read; another task reads
+        # now. Returning would end the connection: wait for its teardown.
+        ended = pump.ended
+        if ended is not None:
+            await ended.wait()
+    except BaseException:
+        # The ASGI server cancelled us (its shutdown) while another task reads: end there.
+        session.abort()
+        raise
+
+
+async def _read_on(
+    engine: EngineServer,
+    session: Session,
+    pump: Pump,
+    receive: Receive,
+    pending: Any,
+) -> None:
+    """A reader after the first (a task in the engine's group)."""
+    try:
+        await _serve(engine, session, pump, receive, pending)
+    except Exception:
+        engine.internal_error(session)
+        session.abort()
+
+
+async def _serve(
+    engine: EngineServer, session: Session, pump: Pump, receive: Receive, pending: Any
+) -> bool:
+    """Be the websocket's reader: read and dispatch until the connection ends, then tear
+    it down (True). Or, when a handler run inline suspends, hand reading to a new task
+    and finish the handler here (False): what it suspended on belongs to this task, so
+    this task must await it next, before anything else, inside the same cancel scopes.
+
+    ``pending`` is what the previous reader's dispatch left to await (a CONNECT's flow)."""
+    pump.reader = anyio.get_current_task().id  # this task: see Session.wait_room
+    torn_down = True  # cancelled from outside (a shutdown): no close reply will come
+    reading = True
+    try:
+        with anyio.CancelScope() as scope:
+            pump.reader_scope = scope  # abort() cancels the wait for input
+            if pending is not None:
+                await pending
+            if session.queued:  # the OPEN packet, what queued during the upgrade, or
+                await pump.flush()  # what the previous reader's dispatch queued
+            left = await _read(engine, session, pump, receive)
+            suspended = pump.suspended
+            if suspended is not None:
+                pump.suspended = None
+                reading = _hand_on(engine, session, pump, receive, left)
+                if reading:
+                    scope.cancel()  # shutting down: as the engine's own handlers are
+                session.hold(scope)  # cancelled handler_grace after the session finished
+                try:
+                    await suspended
+                finally:
+                    session.release(scope)
         torn_down = False
-    finally:
-        if not session.closed:
-            session.close("transport close")
-        # A peer that stopped reading gets no longer than ping_timeout to take the rest.
-        with anyio.CancelScope(shield=True):
-            await pump.stop(engine.ping_timeout)
-            session.finish()
-            if pump.close_sent and not pump.peer_gone and not torn_down:
-                await _await_close_reply(receive)
+    except BaseException:
+        if reading:
+            await _teardown(engine, session, pump, receive, torn_down)
+        raise
+    if reading:
+        await _teardown(engine, session, pump, receive, torn_down)
+    return reading
+
+
+def _hand_on(
+    engine: EngineServer, session: Session, pump: Pump, receive: Receive, pending: Any
+) -> bool:
+    """Start the next reader; False once it runs. Synchronous: the caller has a
+    suspended handler to await before anything else."""
+    pump.reader_scope = None
+    pump.reader = 0  # until the next reader starts
+    if pump.ended is None:
+        pump.ended = anyio.Event()
+    try:
+        engine.running_group.start_soon(_read_on, engine, session, pump, receive, pending)
+    except RoomsError:  # the engine stopped (its shutdown): nobody reads from now on
+        if pending is not None:
+            pending.close()
+        session.close("server shutting down")
+        return True
+    return False
+
+
+async def _teardown(
+    engine: EngineServer, session: Session, pump: Pump, receive: Receive, torn_down: bool
+) -> None:
+    if not session.closed:
+        session.close("transport close")
+    # A peer that stopped reading gets no longer than ping_timeout to take the rest.
+    with anyio.CancelScope(shield=True):
+        await pump.stop(engine.ping_timeout)
+        session.finish()
+        if pump.close_sent and not pump.peer_gone and not torn_down:
+            await _await_close_reply(receive)
+    if pump.ended is not None:
+        pump.ended.set()
 
 
 async def _await_close_reply(receive: Receive) -> None:
@@ -482,22 +583,26 @@ async def _await_close_reply(receive: Receive) -> None:
             logger.debug("waiting for the close reply: %r", exc)
 
 
-async def _read(engine: EngineServer, session: Session, pump: Pump, receive: Receive) -> None:
-    """Read and dispatch until the session closes or the peer goes."""
+async def _read(engine: EngineServer, session: Session, pump: Pump, receive: Receive) -> Any:
+    """Read and dispatch until the session closes or the peer goes (None), or until a
+    handler run inline suspends (``pump.suspended``; returns what the dispatch left to
+    await, if anything)."""
     max_payload = engine.max_payload
     while not session.closed:
+        if pump.suspended is not None:
+            return None  # see below: this task must await that handler next
         try:
             message = await receive()
         except Exception as exc:  # the ASGI server's way of saying the connection broke
             logger.debug("session %s: receive failed: %r", session.sid, exc)
             pump.peer_gone = True
             session.close("transport error")
-            return
+            return None
         mtype = message["type"]
         if mtype == "websocket.disconnect":
             pump.peer_gone = True
             session.close("transport close")
-            return
+            return None
         if mtype != "websocket.receive":
             continue
         data: Any = message.get("text")
@@ -514,14 +619,23 @@ async def _read(engine: EngineServer, session: Session, pump: Pump, receive: Rec
             )
             pump.close_code = CLOSE_TOO_BIG
             session.close("transport error")
-            return
+            return None
         # What this dispatch queues, this task sends; unless another task holds the
         # sending token, which then takes our output.
         held = session.begin_dispatch()
         try:
-            # The common frame, a text MESSAGE, goes straight to the callback.
+            # The common frame, a text MESSAGE, goes straight to the callback, which may
+            # run a handler inline (Pump.run_inline) while it runs synchronously.
             if type(data) is str and data[:1] == "4":
-                pending = engine.dispatch_message(session, data[1:])
+                pump.inline = True
+                try:
+                    pending = engine.dispatch_message(session, data[1:])
+                finally:
+                    pump.inline = False
+                if pump.suspended is not None:
+                    # That handler suspended in this task: nothing else may be awaited
+                    # before it. The next reader sends what this dispatch queued.
+                    return pending
                 if pending is not None:
                     await pending
             else:
