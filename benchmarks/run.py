@@ -364,19 +364,33 @@ def redis_server(settings: Settings, logdir: Path) -> Iterator[RunningRedis]:
         CHILDREN.stop(proc)
 
 
-@contextmanager
-def server(
-    spec: ServerSpec,
-    settings: Settings,
-    logdir: Path,
-    source: Path,
-    env: Mapping[str, str] | None = None,
-) -> Iterator[RunningServer]:
-    """A server process on a free port; ``source`` holds the snapshot of rooms/ and apps/;
-    ``env`` is added to the environment (the Redis URL of a clustered measurement)."""
-    port = free_port()
-    log = logdir / f"{spec.key}-{port}.log"
-    cmd = [
+def granian_command(spec: ServerSpec, settings: Settings, port: int, source: Path) -> list[str]:
+    """``--ws granian``: one granian worker (its Rust runtime's threads pinned with it)."""
+    return [
+        *pinned(SERVER_CPU, settings),
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "asgi",
+        "--working-dir",
+        str(source / "apps"),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--workers",
+        "1",
+        "--log-level",
+        "warning",
+        spec.app,
+    ]
+
+
+def uvicorn_command(spec: ServerSpec, settings: Settings, port: int, source: Path) -> list[str]:
+    return [
         *pinned(SERVER_CPU, settings),
         sys.executable,
         "-W",
@@ -402,6 +416,26 @@ def server(
         "warning",
         "--no-access-log",
     ]
+
+
+@contextmanager
+def server(
+    spec: ServerSpec,
+    settings: Settings,
+    logdir: Path,
+    source: Path,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[RunningServer]:
+    """A server process on a free port; ``source`` holds the snapshot of rooms/ and apps/;
+    ``env`` is added to the environment (the Redis URL of a clustered measurement)."""
+    port = free_port()
+    log = logdir / f"{spec.key}-{port}.log"
+    if settings.ws == "granian":
+        cmd = granian_command(spec, settings, port, source)
+        # The snapshot of rooms first on sys.path, before the work tree's editable install.
+        env = {"PYTHONPATH": str(source), **(env or {})}
+    else:
+        cmd = uvicorn_command(spec, settings, port, source)
     with log.open("w") as out:
         # cwd is the snapshot, which comes first on sys.path (python -m), so `import rooms`
         # finds the snapshot rather than the editable install of the work tree.
@@ -417,7 +451,15 @@ def server(
         # uvicorn listens once lifespan startup is done: for rooms with a broker, that is
         # after the cluster node subscribed, so no broadcast of the run can miss it.
         wait_listening(proc, port, spec.label, log)
-        yield RunningServer(spec, port, proc, psutil.Process(proc.pid), log)
+        ps = psutil.Process(proc.pid)
+        if settings.ws == "granian":
+            # granian's main process supervises; the app runs in its one worker, whose CPU
+            # and RSS are the server's.
+            workers = ps.children()
+            if len(workers) != 1:
+                raise BenchError(f"expected one granian worker, got {len(workers)}")
+            ps = workers[0]
+        yield RunningServer(spec, port, proc, ps, log)
     finally:
         CHILDREN.stop(proc)
 
@@ -803,6 +845,7 @@ def _versions() -> Json:
         except PackageNotFoundError:
             out[dist] = None
     out["websockets"] = _safe_version("websockets")
+    out["granian"] = _safe_version("granian")
     out["redis"] = _safe_version("redis")  # the Python client both apps use
     binary = shutil.which("redis-server")
     if binary:
@@ -885,8 +928,12 @@ def markdown(report: Json, scenarios: Sequence[Scenario], servers: Sequence[Serv
             if any(s.clustered for s in scenarios)
             else "; "
         )
-        + f"uvicorn {versions['uvicorn']} (uvloop, httptools, --ws {settings['ws']}), "
-        f"python-socketio {versions['python-socketio']}, Node {versions['node']} with the "
+        + (
+            f"granian {versions.get('granian')} (one worker, uvloop), "
+            if settings["ws"] == "granian"
+            else f"uvicorn {versions['uvicorn']} (uvloop, httptools, --ws {settings['ws']}), "
+        )
+        + f"python-socketio {versions['python-socketio']}, Node {versions['node']} with the "
         + (
             f"ws {versions['ws']} client."
             if settings.get("client") == "ws"
@@ -1080,7 +1127,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--ws",
         default="websockets-sansio",
-        help="uvicorn --ws implementation (default websockets-sansio, uvicorn's default)",
+        help="uvicorn --ws implementation (default websockets-sansio, uvicorn's default); "
+        "granian: every server under granian instead of uvicorn",
     )
     parser.add_argument(
         "--client",

@@ -176,7 +176,8 @@ class LiveServer:
         )
 
 
-# (label, command template): the two ASGI servers, one per anyio backend.
+# (label, command template): the ASGI servers rooms is tested under: uvicorn and hypercorn,
+# one per anyio backend, and granian (its own Rust HTTP and websocket stack).
 SERVERS = {
     "uvicorn-asyncio": [
         sys.executable,
@@ -201,6 +202,22 @@ SERVERS = {
         "trio",
         "--log-level",
         "warning",
+    ],
+    "granian-asyncio": [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "asgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--workers",
+        "1",
+        "--log-level",
+        "warning",
+        "{app}",
     ],
 }
 
