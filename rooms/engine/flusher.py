@@ -120,7 +120,9 @@ class Flusher:
             finally:
                 if generation == self._generation:
                     self._current = None
-                    self._served()
+                    self._flushed += 1  # _served(), inlined: this runs once per delivery
+                    if self._waiters:
+                        self._release_waiters()
                 else:
                     self._stalled.pop(pump, None)
                     pump.slow = False  # we were the stalled flusher: it caught up
@@ -131,6 +133,9 @@ class Flusher:
 
     def _served(self) -> None:
         self._flushed += 1
+        self._release_waiters()
+
+    def _release_waiters(self) -> None:
         waiters = self._waiters
         while waiters and waiters[0][0] <= self._flushed:
             waiters.popleft()[1].set()

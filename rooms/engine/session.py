@@ -249,7 +249,11 @@ class Session:
         outbox.append(frame)
         self._bytes += size
         if len(outbox) == 1 and not self._flushing:
-            self._kick()
+            carrier = self.carrier
+            if self._waiter is None and carrier is not None:
+                carrier.kick()  # _kick(), inlined for the websocket case: as above
+            else:
+                self._kick()
         return True
 
     def send_message(self, data: str | bytes) -> bool:

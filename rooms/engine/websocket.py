@@ -13,6 +13,11 @@ taken and released only through :class:`~rooms.engine.session.Session`)::
                     ──▶ past ping_timeout: abort (every sender's scope cancelled), finished
 
 An idle connection holds no task of ours: its reader waits in the ASGI server's receive.
+
+Who reads: the ASGI task, until an ``async def`` handler it started inline suspends. That
+task then finishes the handler and a new task (in the engine's group) reads on; each
+reader hands on the same way. The one that sees the connection end tears it down, and
+the ASGI task returns after that (see :func:`_serve`).
 """
 
 from __future__ import annotations
@@ -250,7 +255,8 @@ _PARK: Any = _Parked()
 class Pump:
     """Sends a websocket session's frames: the carrier of :class:`Session`.
 
-    The reader (the ASGI task) sends what its own dispatching produced. Frames queued by
+    The reader (the ASGI task, until it hands reading on) sends what its own dispatching
+    produced. Frames queued by
     other tasks are sent by the engine's :class:`~rooms.engine.flusher.Flusher`; a session
     the flusher found slow gets a writer task of its own, which lingers for a while waiting
     for more, then ends. An idle connection costs no task of ours.
@@ -317,10 +323,11 @@ class Pump:
     def kick(self) -> None:
         if self.aborted:
             return
-        if not self.slow and not self.writing and self.engine.flusher.running:
+        flusher = self.engine.flusher
+        if not self.slow and not self.writing and flusher.running:
             if not self.scheduled:
                 self.scheduled = True
-                self.engine.flusher.schedule(self)
+                flusher.schedule(self)
             return
         wake = self._wake
         if wake is _PARK:
@@ -388,11 +395,15 @@ class Pump:
         :class:`PeerGone` if the ASGI server fails a send."""
         session = self.session
         send = self._send
-        while session.queued and not self.aborted:
+        while not self.aborted:
             # Two lists take turns as outbox and batch; a failed send leaves none to reuse.
-            spare = self._spare if self._spare is not None else []
+            spare = self._spare
             self._spare = None
-            frames = self._batch = session.swap(spare)
+            frames = session.swap(spare if spare is not None else [])
+            if not frames:
+                self._spare = frames
+                return
+            self._batch = frames
             try:
                 for frame in frames:
                     if type(frame) is str:
