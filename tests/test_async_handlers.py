@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import random
 from typing import Any
 
 import anyio
@@ -278,3 +279,65 @@ async def test_on_long_polling_a_handler_outliving_its_session_is_cancelled_afte
         server.engine.heartbeat.tick()
         with anyio.fail_after(5):
             await lingering.cancelled.wait()
+
+
+async def test_a_mix_of_handlers_and_leaving_clients_leaves_nothing_behind() -> None:
+    """Bounded churn: clients that send a seeded mix of handlers that finish inline, that
+    suspend once, or that outlive the client, then leave mid-way. Every answer is right;
+    a lingering handler runs on after its client left, until its grace passes; and once
+    the clients are gone no session, socket or handler is left."""
+    clock = ManualClock()
+    server = rooms.Server(clock=clock, handler_grace=1)
+    running: set[object] = set()
+    none_running = anyio.Event()
+
+    @server.on("now")
+    async def now(socket: rooms.Socket, n: int) -> int:
+        return n
+
+    @server.on("later")
+    async def later(socket: rooms.Socket, n: int) -> int:
+        await anyio.lowlevel.checkpoint()
+        return n
+
+    @server.on("linger")
+    async def linger(socket: rooms.Socket) -> None:
+        token = object()
+        running.add(token)
+        try:
+            await anyio.sleep_forever()
+        finally:
+            running.discard(token)
+            if not running:
+                none_running.set()
+
+    rng = random.Random(13)
+    app = rooms.RoomsMiddleware(None, server=server)
+    async with Lifespan(app):
+        for _ in range(30):
+            async with TestClient(app, lifespan=False) as client:
+                await client.connect()
+                lingering = 0
+                for n in range(rng.randrange(1, 8)):
+                    kind = rng.choice(["now", "later", "linger"])
+                    if kind == "linger":
+                        await client.emit("linger")
+                        lingering += 1
+                    else:
+                        assert await client.call(kind, n) == n
+                assert await client.call("now", -1) == -1  # every linger has started
+                [session] = server.engine.sessions.values()
+                await client.close()
+                await session.wait_finished()
+                await anyio.wait_all_tasks_blocked()
+                assert len(running) == lingering  # its client gone, still running
+                none_running = anyio.Event()
+                clock.advance(1.1)
+                server.engine.heartbeat.tick()
+                if lingering:
+                    with anyio.fail_after(5):
+                        await none_running.wait()  # the grace passed: cancelled
+                with anyio.fail_after(5):
+                    await client.app_done.wait()  # and the connection's ASGI task returned
+        assert not server.engine.sessions
+        assert not server.main.sockets
