@@ -80,7 +80,7 @@ async def handle(engine: EngineServer, scope: Scope, receive: Receive, send: Sen
             await deny(scope, send, HandshakeError.FORBIDDEN, receive)
             return
         if await _accept(send):
-            await _run(engine, session, receive, send)
+            await _serve(engine, session, _pump(engine, session, send), receive, None, True)
         else:
             session.finish()
         return
@@ -101,7 +101,7 @@ async def handle(engine: EngineServer, scope: Scope, receive: Receive, send: Sen
         session.abandon_upgrade()
         return
     if await _upgrade(engine, session, receive, send):
-        await _run(engine, session, receive, send)
+        await _serve(engine, session, _pump(engine, session, send), receive, None, True)
 
 
 async def _accept(send: Send) -> bool:
@@ -470,23 +470,10 @@ class Pump:
                 await self.flush()  # what is left, then the close frame
 
 
-async def _run(engine: EngineServer, session: Session, receive: Receive, send: Send) -> None:
-    """The ASGI task of a websocket session: its first reader. Returns once the connection
-    is torn down, whichever task did it."""
+def _pump(engine: EngineServer, session: Session, send: Send) -> Pump:
     pump = Pump(engine, session, send)
     session.attach(pump)
-    try:
-        if await _serve(engine, session, pump, receive, None):
-            return  # this task read to the end and tore the connection down
-        # This task finished a handler that suspended while it read; another task reads
-        # now. Returning would end the connection: wait for its teardown.
-        ended = pump.ended
-        if ended is not None:
-            await ended.wait()
-    except BaseException:
-        # The ASGI server cancelled us (its shutdown) while another task reads: end there.
-        session.abort()
-        raise
+    return pump
 
 
 async def _read_on(
@@ -498,21 +485,29 @@ async def _read_on(
 ) -> None:
     """A reader after the first (a task in the engine's group)."""
     try:
-        await _serve(engine, session, pump, receive, pending)
+        await _serve(engine, session, pump, receive, pending, False)
     except Exception:
         engine.internal_error(session)
         session.abort()
 
 
 async def _serve(
-    engine: EngineServer, session: Session, pump: Pump, receive: Receive, pending: Any
-) -> bool:
+    engine: EngineServer,
+    session: Session,
+    pump: Pump,
+    receive: Receive,
+    pending: Any,
+    asgi: bool,
+) -> None:
     """Be the websocket's reader: read and dispatch until the connection ends, then tear
-    it down (True). Or, when a handler run inline suspends, hand reading to a new task
-    and finish the handler here (False): what it suspended on belongs to this task, so
-    this task must await it next, before anything else, inside the same cancel scopes.
+    it down. Or, when a handler run inline suspends, hand reading to a new task and finish
+    the handler here: what it suspended on belongs to this task, so this task must await
+    it next, before anything else, inside the same cancel scopes.
 
-    ``pending`` is what the previous reader's dispatch left to await (a CONNECT's flow)."""
+    ``pending`` is what the previous reader's dispatch left to await (a CONNECT's flow).
+    ``asgi``: this is the ASGI task, the first reader (no frame of its own above this one:
+    an idle connection holds only this and the read loop); returning would end the
+    connection, so after handing on it waits for the teardown, whichever task does it."""
     pump.reader = anyio.get_current_task().id  # this task: see Session.wait_room
     torn_down = True  # cancelled from outside (a shutdown): no close reply will come
     reading = True
@@ -539,10 +534,17 @@ async def _serve(
     except BaseException:
         if reading:
             await _teardown(engine, session, pump, receive, torn_down)
+        elif asgi:
+            session.abort()  # the ASGI server cancelled us (its shutdown): end there
         raise
     if reading:
         await _teardown(engine, session, pump, receive, torn_down)
-    return reading
+    elif asgi and pump.ended is not None:
+        try:
+            await pump.ended.wait()
+        except BaseException:
+            session.abort()
+            raise
 
 
 def _hand_on(
