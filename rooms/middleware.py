@@ -56,7 +56,7 @@ class RoomsMiddleware:
             if not self.server.is_running:
                 await self._not_running(scope, send)
                 return
-            await self.server(scope, receive, send)
+            await self.server.serve(scope, receive, send)
             return
         if self.app is None:
             await _not_found(scope, receive, send)

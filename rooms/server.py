@@ -357,7 +357,11 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
         if scope["type"] == "lifespan":
             await serve_lifespan(self, None, scope, receive, send)
         else:
-            await self.engine(scope, receive, send)
+            await self.engine.serve(scope, receive, send)
+
+    def serve(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """What answers an HTTP or websocket ``scope`` (see ``EngineServer.serve``)."""
+        return self.engine.serve(scope, receive, send)
 
     # ------------------------------------------------------------------ engine callbacks
 

@@ -204,23 +204,30 @@ class EngineServer:
     # ------------------------------------------------------------------ ASGI
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        from rooms.engine import polling, websocket
-
         if scope["type"] == "lifespan":
             await serve_lifespan(self, None, scope, receive, send)
-            return
+        else:
+            await self.serve(scope, receive, send)
+
+    def serve(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """What answers an HTTP or websocket ``scope``, to await. Synchronous, so the
+        layers above (``Server``, ``RoomsMiddleware``) add no coroutine frame of their own
+        to what every idle connection holds while it waits for input."""
+        from rooms.engine import polling, websocket
+
         forwarder = self.forwarder
         if forwarder is not None:
             sid = parse_query(scope).get("sid")
             if sid is not None and sid not in self.sessions:
                 owner = forwarder.owner_of(sid)
                 if owner is not None:
-                    await forwarder.forward(scope, receive, send, owner)
-                    return
-        if scope["type"] == "http":
-            await polling.handle(self, scope, receive, send)
-        elif scope["type"] == "websocket":
-            await websocket.handle(self, scope, receive, send)
+                    return forwarder.forward(scope, receive, send, owner)
+        kind = scope["type"]
+        if kind == "websocket":
+            return websocket.handle(self, scope, receive, send)
+        if kind == "http":
+            return polling.handle(self, scope, receive, send)
+        return _ignored()  # a scope type of a later ASGI version: not ours to answer
 
     # ------------------------------------------------------------------ handshake
 
@@ -448,3 +455,7 @@ def _origin_policy(allowed: str | Iterable[str] | None) -> frozenset[str] | str 
     if isinstance(allowed, str):
         return frozenset((allowed,))
     return frozenset(allowed)
+
+
+async def _ignored() -> None:
+    pass
