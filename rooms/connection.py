@@ -37,7 +37,13 @@ class Connection:
         self.session = session
         self.decoder = sio.Decoder(server.limits, server.engine.max_payload)
         self.sockets: dict[str, Socket] = {}
-        self.connecting: set[str] = set()
+        # Namespaces with a CONNECT in progress: a tuple, since there are rarely more than
+        # one, and the empty one costs nothing (an empty set is 216 bytes per connection).
+        self.connecting: tuple[str, ...] = ()
+
+    def connected_or_refused(self, nsp: str) -> None:
+        """The CONNECT to ``nsp`` is over, either way."""
+        self.connecting = tuple(name for name in self.connecting if name != nsp)
 
     def send_packet(self, packet: sio.Packet) -> None:
         frames = [engineio.message_frame(f) for f in sio.encode(packet)]
@@ -78,7 +84,7 @@ class Connection:
                 socket._closed("client namespace disconnect")
                 return None
         elif ptype is CONNECT and packet.nsp not in self.connecting:
-            self.connecting.add(packet.nsp)
+            self.connecting += (packet.nsp,)
             return self.server._connect(self, packet.nsp, packet.data or {})
         bad_input.log(
             logging.INFO,

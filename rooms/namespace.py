@@ -189,7 +189,7 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
             admitted = await self._admit(conn, socket, attempt, auth)
         finally:
             self._connecting -= 1
-            conn.connecting.discard(self.name)
+            conn.connected_or_refused(self.name)
             attempt.close(admitted)
             self._maybe_drop_child()  # a dynamic child that ended up with no socket goes
         if admitted:

@@ -418,7 +418,7 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
 
     def _invalid_namespace(self, conn: Connection, name: str) -> None:
         logger.info("session %s: expected a known namespace, got %r", conn.session.sid, name)
-        conn.connecting.discard(name)
+        conn.connected_or_refused(name)
         conn.send_packet(sio.Packet(sio.PacketType.CONNECT_ERROR, name, INVALID_NAMESPACE))
 
 

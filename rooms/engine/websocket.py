@@ -651,6 +651,7 @@ async def _read(engine: EngineServer, session: Session, pump: Pump, receive: Rec
                     return pending
                 if pending is not None:
                     await pending
+                    pending = None  # an idle connection keeps no finished coroutine
             else:
                 await _dispatch_packet(engine, session, data)
             if held:
@@ -667,6 +668,7 @@ async def _read(engine: EngineServer, session: Session, pump: Pump, receive: Rec
         finally:
             if held:
                 session.end_dispatch()
+        del message, data  # not held while the connection idles in receive()
 
 
 async def _dispatch_packet(engine: EngineServer, session: Session, data: str | bytes) -> None:
