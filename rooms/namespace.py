@@ -360,7 +360,7 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
             respond(None)
             return True
         handler.run(
-            self.server.start,
+            self.server._start,
             call_args,
             lambda result, ok: respond(result if ok else None),
             ("server event handler %s", handler.name),
@@ -381,7 +381,7 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
             return
         args = [reason][: handler.max_args] if handler.max_args is not None else [reason]
         what = ("disconnect handler %s on %s", handler.name, self.name)
-        handler.run(self.server.start, (socket, *args), lambda _, __: self._forget(socket), what)
+        handler.run(self.server._start, (socket, *args), lambda _, __: self._forget(socket), what)
 
 
 def _answer(body: Any) -> Any:

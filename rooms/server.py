@@ -348,7 +348,7 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
         ERROR (as ``what`` failing) and ends there: the server keeps serving."""
         spawn(self.engine.running_group, logger, what, func, *args)
 
-    def start(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _start(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a handler's coroutine (which logs its own failures) in a task of the
         server's: for handlers that answer no client's input (disconnects, server events)."""
         self.engine.running_group.start_soon(_finish, coro)
