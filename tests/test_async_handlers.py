@@ -204,6 +204,19 @@ class Lingering:
         self.started = anyio.Event()
         self.cancelled = anyio.Event()
 
+    async def cancelled_after_grace(
+        self, clock: ManualClock, server: rooms.Server, grace: float
+    ) -> None:
+        """Its session finished: not cancelled just before ``grace`` passes, then cancelled."""
+        clock.advance(grace - 0.1)
+        server.engine.heartbeat.tick()
+        await anyio.wait_all_tasks_blocked()
+        assert not self.cancelled.is_set(), "cancelled before its grace"
+        clock.advance(0.2)
+        server.engine.heartbeat.tick()
+        with anyio.fail_after(5):
+            await self.cancelled.wait()
+
     async def __call__(self, socket: rooms.Socket) -> None:
         self.started.set()
         try:
@@ -239,14 +252,8 @@ async def test_a_handler_running_on_after_its_connection_ended_is_cancelled_afte
         [session] = server.engine.sessions.values()
         await client.close()
         await session.wait_finished()
-        clock.advance(2.9)
-        server.engine.heartbeat.tick()
-        await anyio.wait_all_tasks_blocked()
-        assert not lingering.cancelled.is_set(), "cancelled before its grace"
-        clock.advance(0.2)
-        server.engine.heartbeat.tick()
+        await lingering.cancelled_after_grace(clock, server, 3)
         with anyio.fail_after(5):
-            await lingering.cancelled.wait()
             await client.app_done.wait()  # the connection's ASGI task returned
 
 
@@ -271,14 +278,7 @@ async def test_on_long_polling_a_handler_outliving_its_session_is_cancelled_afte
         session = server.engine.sessions[sid]
         assert (await http.post(url, content="1")).text == "ok"  # the client's CLOSE
         await session.wait_finished()
-        clock.advance(2.9)
-        server.engine.heartbeat.tick()
-        await anyio.wait_all_tasks_blocked()
-        assert not lingering.cancelled.is_set(), "cancelled before its grace"
-        clock.advance(0.2)
-        server.engine.heartbeat.tick()
-        with anyio.fail_after(5):
-            await lingering.cancelled.wait()
+        await lingering.cancelled_after_grace(clock, server, 3)
 
 
 async def test_a_mix_of_handlers_and_leaving_clients_leaves_nothing_behind() -> None:
