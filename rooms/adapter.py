@@ -40,6 +40,7 @@ class Adapter:
         if joined is None:
             joined = self.sids[sid] = set()
         index = self.rooms
+        observer = self.nsp.server.observer
         for room in rooms:
             if room in joined:
                 continue
@@ -49,28 +50,36 @@ class Adapter:
                 index[room] = {sid: None}
             else:
                 members[sid] = None
+            if observer is not None:
+                observer.room_joined(self.nsp.name, sid, room)
 
     def delete(self, sid: str, room: str) -> None:
         joined = self.sids.get(sid)
         if joined is not None:
             joined.discard(room)
         members = self.rooms.get(room)
-        if members is not None:
-            members.pop(sid, None)
+        if members is not None and sid in members:
+            del members[sid]
             if not members:
                 del self.rooms[room]
+            observer = self.nsp.server.observer
+            if observer is not None:
+                observer.room_left(self.nsp.name, sid, room)
 
     def del_all(self, sid: str) -> None:
         joined = self.sids.pop(sid, None)
         if not joined:
             return
         index = self.rooms
+        observer = self.nsp.server.observer
         for room in joined:
             members = index.get(room)
             if members is not None:
                 members.pop(sid, None)
                 if not members:
                     del index[room]
+            if observer is not None:
+                observer.room_left(self.nsp.name, sid, room)
 
     def socket_rooms(self, sid: str) -> set[str]:
         return set(self.sids.get(sid, ()))

@@ -27,6 +27,7 @@ EVENT = sio.PacketType.EVENT
 ACK = sio.PacketType.ACK
 CONNECT = sio.PacketType.CONNECT
 DISCONNECT = sio.PacketType.DISCONNECT
+_TYPE_DIGITS = frozenset(str(int(t)) for t in sio.PacketType)
 
 
 class Connection:
@@ -47,7 +48,8 @@ class Connection:
 
     def send_packet(self, packet: sio.Packet) -> None:
         frames = [engineio.message_frame(f) for f in sio.encode(packet)]
-        self.session.send_many(frames)
+        if self.session.send_many(frames) and self.server.observer is not None:
+            self.server.observer.packets_out(frames, 1)
 
     def on_message(self, data: str | bytes) -> Awaitable[None] | None:
         """Dispatch one message. A CONNECT returns the connect flow for the engine to await
@@ -58,6 +60,9 @@ class Connection:
         the connection and logs what was expected.
         """
         decoder = self.decoder
+        observer = self.server.observer
+        if observer is not None:
+            observer.packet_in(_packet_type(data, decoder), len(data))
         if type(data) is str and data[:1] == "2" and decoder.pending is None:
             # Fast path: an EVENT on the main namespace, most of what clients send.
             socket = self.sockets.get("/")
@@ -154,3 +159,13 @@ class Connection:
         self.sockets.clear()
         for socket in sockets:
             socket._closed(reason)
+
+
+def _packet_type(data: str | bytes, decoder: sio.Decoder) -> int:
+    """The Socket.IO packet type of a message (an attachment's is its packet's); -1 for
+    what is not a packet at all (the decoder will say why)."""
+    if type(data) is str:
+        head = data[:1]
+        return int(head) if head in _TYPE_DIGITS else -1
+    pending = decoder.pending
+    return -1 if pending is None else int(pending.type)

@@ -90,7 +90,10 @@ class Delivery:
         if to is not None:
             if stored is not None:
                 self._seen(stored)
-            to._write(frames, opts.volatile)  # queued in the log's order
+            if to._write(frames, opts.volatile):  # queued in the log's order
+                observer = self.nsp.server.observer
+                if observer is not None:
+                    observer.packets_out(frames, 1)
             return
         self.deliver(frames, opts, stored)
         node = None if opts.local else self.nsp.server.node
@@ -116,7 +119,12 @@ class Delivery:
         ``stored`` is the packet as the recovery log has it (recoveries in progress see it)."""
         if stored is not None:
             self._seen(stored)
-        return self.nsp.adapter.deliver(frames, opts)
+        reached = self.nsp.adapter.deliver(frames, opts)
+        observer = self.nsp.server.observer
+        if observer is not None:
+            observer.packets_out(frames, reached)
+            observer.broadcast(self.nsp.name, reached)
+        return reached
 
     def deliver_logged(self, packet: StoredPacket) -> None:
         """A packet from the shared log (a store that delivers), in the log's order."""
@@ -165,4 +173,7 @@ class Delivery:
                 reached.append(socket)
             else:
                 socket._acks.discard(ack_id)
+        observer = self.nsp.server.observer
+        if observer is not None:
+            observer.packets_out(frames, len(reached))
         return ack_id, reached

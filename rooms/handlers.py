@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from rooms.exceptions import ProtocolError
@@ -67,19 +68,29 @@ class Handler:
         return args
 
     def run(
-        self, start: Start, args: Sequence[Any], then: Then | None, what: tuple[Any, ...]
+        self,
+        start: Start,
+        args: Sequence[Any],
+        then: Then | None,
+        what: tuple[Any, ...],
+        span: AbstractContextManager[Any] | None = None,
     ) -> None:
         """Call the handler with ``args``: a sync one here and now, an async one through
         ``start``. ``then(result, ok)`` follows it either way (for an async handler it may
         return an awaitable; a sync handler's must not). Whatever the handler or
         ``then`` raises is logged at ERROR as ``what`` (a log template and its arguments)
-        failing, and ends there."""
+        failing, and ends there. The handler runs inside ``span`` if there is one (a
+        tracing span: it sees what the handler raises)."""
         if self.is_async:
-            start(self._run_async(args, then, what))
+            start(self._run_async(args, then, what, span))
             return
         ok, result = True, None
         try:
-            result = self.func(*args)
+            if span is None:
+                result = self.func(*args)
+            else:
+                with span:
+                    result = self.func(*args)
         except Exception:
             ok = False
             logger.exception(what[0] + " failed", *what[1:])
@@ -90,11 +101,19 @@ class Handler:
                 logger.exception(what[0] + " failed", *what[1:])
 
     async def _run_async(
-        self, args: Sequence[Any], then: Then | None, what: tuple[Any, ...]
+        self,
+        args: Sequence[Any],
+        then: Then | None,
+        what: tuple[Any, ...],
+        span: AbstractContextManager[Any] | None,
     ) -> None:
         ok, result = True, None
         try:
-            result = await self.func(*args)
+            if span is None:
+                result = await self.func(*args)
+            else:
+                with span:
+                    result = await self.func(*args)
         except Exception:
             ok = False
             logger.exception(what[0] + " failed", *what[1:])

@@ -21,7 +21,7 @@ from rooms.acks import ack_args, ack_value
 from rooms.adapter import ALL, Adapter, BroadcastOptions
 from rooms.delivery import Delivery
 from rooms.exceptions import AckTimeout, ClusterTimeout, ConnectionRefused, ProtocolError
-from rooms.handlers import Handler
+from rooms.handlers import Handler, Then
 from rooms.operators import BroadcastOperator
 from rooms.protocol import cluster as wire
 from rooms.protocol import engineio
@@ -32,6 +32,7 @@ from rooms.socket import Socket
 
 if TYPE_CHECKING:
     from rooms.connection import Connection
+    from rooms.observer import Observer
     from rooms.server import Server
 
 logger = logging.getLogger("rooms")
@@ -249,6 +250,8 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
         mailbox = self.server.mailbox
         if mailbox is not None:
             mailbox.socket_connected(socket)
+        if self.server.observer is not None:
+            self.server.observer.socket_connected(socket)
 
     def _refuse(
         self, conn: Connection, socket: Socket, admitted: bool, payload: dict[str, Any]
@@ -257,6 +260,8 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
         if admitted:
             self._forget(socket)
         conn.send_packet(sio.Packet(sio.PacketType.CONNECT_ERROR, self.name, payload))
+        if self.server.observer is not None:
+            self.server.observer.socket_refused(self.name, str(payload.get("message")))
 
     def _forget(self, socket: Socket) -> None:
         current = self.sockets.get(socket.id)
@@ -280,11 +285,12 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
         event = data[0]
         handler = registry.events.get(event)
         args = data[1:]
+        label = event  # for observers: a catch-all's events are "*", so labels stay bounded
         if handler is None:
             handler = registry.catch_all
             if handler is None:
                 return
-            args = data
+            args, label = data, "*"
         try:
             call_args = handler.args_for(args)
         except ProtocolError as exc:
@@ -298,18 +304,25 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
             )
             return
         what = ("handler %s for event %.60r on %s", handler.name, event, self.name)
-        if ack_id is None:
-            handler.run(socket.session.start, (socket, *call_args), None, what)
+        then: Then | None = None
+        if ack_id is not None:
+            # An async handler sends its ack itself (run inline in the reader, that queues
+            # it for the reader; run on after suspending, it sends); a sync one's is queued,
+            # and the reader dispatching this message sends it.
+            reply = self._ack_now if handler.is_async else self._ack_queued
+            then = functools.partial(reply, socket, handler, event, ack_id)
+        observer = self.server.observer
+        if observer is None:
+            handler.run(socket.session.start, (socket, *call_args), then, what)
             return
-        # An async handler sends its ack itself (run inline in the reader, that queues it for
-        # the reader; run on after suspending, it sends); a sync one's is queued, and the
-        # reader dispatching this message sends it.
-        reply = self._ack_now if handler.is_async else self._ack_queued
+        if observer.events:
+            observer.event_in(socket, data)
         handler.run(
             socket.session.start,
             (socket, *call_args),
-            functools.partial(reply, socket, handler, event, ack_id),
+            _observed(then, observer, self.name, label),
             what,
+            observer.handler_span(socket, event),
         )
 
     def _ack_now(
@@ -318,14 +331,17 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
         frames = self._ack_frames(handler, event, ack_id, result) if ok else None
         if frames is None or not socket.connected:
             return None
+        if self.server.observer is not None:
+            self.server.observer.packets_out(frames, 1)
         return socket._reply(frames)
 
     def _ack_queued(
         self, socket: Socket, handler: Handler, event: str, ack_id: int, result: Any, ok: bool
     ) -> None:
         frames = self._ack_frames(handler, event, ack_id, result) if ok else None
-        if frames is not None and socket.connected:
-            socket._write(frames)
+        observer = self.server.observer
+        if frames is not None and socket.connected and socket._write(frames) and observer:
+            observer.packets_out(frames, 1)
 
     def _ack_frames(
         self, handler: Handler, event: str, ack_id: int, result: Any
@@ -335,6 +351,9 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
         try:
             parts = sio.encode_ack(self.name, ack_id, ack_args(result))
         except (TypeError, ValueError) as exc:
+            if self.server.observer is not None:
+                label = event if self._registry.events.get(event) is handler else "*"
+                self.server.observer.handler_failed(self.name, label)
             logger.error(
                 "handler %s for event %.60r on %s returned a value that cannot be sent as its "
                 "ack (%s); no ack sent",
@@ -373,6 +392,8 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
         """A socket left: its leave hooks and the disconnect handler run with its rooms
         intact, then it is forgotten."""
         self.sockets.pop(socket.id, None)
+        if self.server.observer is not None:
+            self.server.observer.socket_disconnected(socket, reason)
         for hook in socket._leave_hooks:
             hook(socket, reason)
         handler = self._registry.disconnect
@@ -382,6 +403,17 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
         args = [reason][: handler.max_args] if handler.max_args is not None else [reason]
         what = ("disconnect handler %s on %s", handler.name, self.name)
         handler.run(self.server._start, (socket, *args), lambda _, __: self._forget(socket), what)
+
+
+def _observed(then: Then | None, observer: Observer, nsp: str, event: str) -> Then:
+    """``then``, and a handler that raised is counted as failed."""
+
+    def after(result: Any, ok: bool) -> Awaitable[Any] | None:
+        if not ok:
+            observer.handler_failed(nsp, event)
+        return None if then is None else then(result, ok)
+
+    return after
 
 
 def _answer(body: Any) -> Any:

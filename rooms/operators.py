@@ -7,8 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from rooms.acks import AckCollector
 from rooms.cluster.node import AckRequest
+from rooms.exceptions import AckTimeout
 from rooms.protocol import cluster as wire
 from rooms.protocol import socketio as sio
 from rooms.protocol.cluster import BroadcastOptions
@@ -95,8 +98,20 @@ class BroadcastOperator(ServerChain["BroadcastOperator"]):
             )
         else:
             collector.counting_done()
+        observer = nsp.server.observer
+        sent_at = anyio.current_time()
         try:
-            return await collector.wait(timeout, f"{event!r} to {collector.expected} socket(s)")
+            responses = await collector.wait(
+                timeout, f"{event!r} to {collector.expected} socket(s)"
+            )
+        except AckTimeout:
+            if observer is not None:
+                observer.ack(nsp.name, None)
+            raise
+        else:
+            if observer is not None:
+                observer.ack(nsp.name, anyio.current_time() - sent_at)
+            return responses
         finally:
             for socket in reached:
                 socket._acks.discard(ack_id)

@@ -23,6 +23,7 @@ from rooms.engine.session import Session
 from rooms.lifespan import serve_lifespan
 from rooms.local import Local
 from rooms.namespace import Namespace, NamespaceMatcher, ParentNamespace
+from rooms.observer import Observer, Observers
 from rooms.operators import BroadcastOperator
 from rooms.plugin import Plugin
 from rooms.protocol import socketio as sio
@@ -120,6 +121,8 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
         self.limits = limits if limits is not None else Limits()
         self.recovery = recovery
         self.mailbox = mailbox
+        # What watches the server (metrics, the Admin UI, tracing): see observe().
+        self.observer: Observer | None = None
         # Connection state recovery over its opened store, while running (see recovery/).
         self.resume: Resume | None = None
         self.engine = EngineServer(
@@ -167,6 +170,21 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
 
     def __repr__(self) -> str:
         return f"<Server namespaces={sorted(self._namespaces)}>"
+
+    def observe(self, observer: Observer) -> None:
+        """Tell ``observer`` what happens in this server from now on (see
+        :mod:`rooms.observer`); several observers each hear everything. Add them before the
+        server starts: they are started and stopped with it."""
+        current = self.observer
+        if current is None:
+            self.observer = observer
+        elif isinstance(current, Observers):
+            self.observer = Observers([*current.observers, observer])
+        else:
+            self.observer = Observers([current, observer])
+        self.engine.on_upgrade = self._engine_upgrade
+        if self.node is not None:
+            self.node.on_request = self.observer.cluster_request
 
     # ------------------------------------------------------------------ namespaces
 
@@ -291,6 +309,8 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
                 await tg.start(self.resume.run, lambda: list(self._namespaces), self._deliver)
             if self.mailbox is not None:
                 self.mailbox.start(self)
+            if self.observer is not None:
+                self.observer.start(self)
             try:
                 yield self
             finally:
@@ -305,6 +325,8 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
                         await resume.close()
                     if self.mailbox is not None:
                         self.mailbox.stop()
+                    if self.observer is not None:
+                        self.observer.stop()
 
     def _deliver(self, nsp: str, packet: StoredPacket) -> None:
         """A logged packet, from a store that delivers (see recovery.store.Store)."""
@@ -368,6 +390,12 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
     def _engine_connect(self, session: Session) -> None:
         conn = session.upper = Connection(self, session)
         self._connect_deadlines.add(conn.check_connected)
+        if self.observer is not None:
+            self.observer.session_opened(session)
+
+    def _engine_upgrade(self, session: Session) -> None:
+        if self.observer is not None:
+            self.observer.session_upgraded(session)
 
     def _engine_message(self, session: Session, data: str | bytes) -> Awaitable[None] | None:
         conn: Connection = session.upper
@@ -377,6 +405,8 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
         conn: Connection | None = session.upper
         if conn is not None:
             conn.closed(reason)
+        if self.observer is not None:
+            self.observer.session_closed(session, reason)
 
     def _connect(self, conn: Connection, name: str, auth: Any) -> Awaitable[None] | None:
         if not isinstance(auth, dict):
@@ -420,6 +450,8 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
         logger.info("session %s: expected a known namespace, got %r", conn.session.sid, name)
         conn.connected_or_refused(name)
         conn.send_packet(sio.Packet(sio.PacketType.CONNECT_ERROR, name, INVALID_NAMESPACE))
+        if self.observer is not None:
+            self.observer.socket_refused(name, INVALID_NAMESPACE["message"])
 
 
 async def _finish(coro: Coroutine[Any, Any, None]) -> None:

@@ -7,10 +7,12 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from rooms.acks import AckWaiter, PendingAcks, ack_value, disconnected
 from rooms.adapter import BroadcastOptions
 from rooms.engine.session import Session
-from rooms.exceptions import Disconnected
+from rooms.exceptions import AckTimeout, Disconnected
 from rooms.handshake import Handshake
 from rooms.operators import BroadcastOperator, joinable
 from rooms.protocol import engineio
@@ -106,11 +108,18 @@ class Socket:
         return session.send_now(frames)
 
     def _send_packet(self, packet: sio.Packet) -> bool:
-        return self._write([engineio.message_frame(f) for f in sio.encode(packet)])
+        frames = [engineio.message_frame(f) for f in sio.encode(packet)]
+        sent = self._write(frames)
+        if sent and self.nsp.server.observer is not None:
+            self.nsp.server.observer.packets_out(frames, 1)
+        return sent
 
     async def emit(self, event: str, *args: Any, volatile: bool = False) -> None:
         """Send ``event`` with ``args`` to this client. Bytes anywhere travel as binary."""
         self._check_connected()
+        observer = self.nsp.server.observer
+        if observer is not None and observer.events:
+            observer.event_out(self, event, args)
         opts = BroadcastOptions(rooms=frozenset((self.id,)), volatile=volatile)
         await self.nsp.delivery.emit(opts, event, args, to=self)
 
@@ -122,16 +131,27 @@ class Socket:
         ``ack_timeout``) and :class:`~rooms.Disconnected` if the socket goes away first.
         """
         self._check_connected()
+        nsp = self.nsp
+        observer = nsp.server.observer
+        if observer is not None and observer.events:
+            observer.event_out(self, event, args)
         waiter = AckWaiter()
-        text, parts = sio.encode_event_parts(self.nsp.name, event, args)
-        ack_id, _ = self.nsp.delivery.send_with_ack((self,), text, parts, False, waiter)
+        text, parts = sio.encode_event_parts(nsp.name, event, args)
+        ack_id, _ = nsp.delivery.send_with_ack((self,), text, parts, False, waiter)
+        sent_at = anyio.current_time()
         try:
             args_ = await waiter.wait(
-                self.nsp.server.ack_timeout if timeout is None else timeout,
+                nsp.server.ack_timeout if timeout is None else timeout,
                 f"{event!r} to {self.id}",
             )
+        except AckTimeout:
+            if observer is not None:
+                observer.ack(nsp.name, None)
+            raise
         finally:
             self._acks.discard(ack_id)
+        if observer is not None:
+            observer.ack(nsp.name, anyio.current_time() - sent_at)
         return ack_value(args_)
 
     call = emit_with_ack

@@ -173,6 +173,9 @@ class Node:
         self.peers: dict[str, float] = {}  # uid -> when last heard of
         self.bad_messages = 0
         self.dropped = 0
+        self.published = 0  # messages the broker took
+        # Told how long each request to the other processes took (None: timed out).
+        self.on_request: Callable[[float | None], None] | None = None
         self.joined = anyio.Event()  # set while the node is subscribed and announced
         self._running = False
         self.on_peer_gone: list[Callable[[str], None]] = []
@@ -379,6 +382,8 @@ class Node:
             except Exception:
                 self.dropped += 1
                 logger.exception("node %s: the broker refused a message", self.uid)
+            else:
+                self.published += 1
 
     # ------------------------------------------------------------------ receiving
 
@@ -432,9 +437,13 @@ class Node:
         pending = Pending(set(self.peers))
         request_id = self.new_request(pending)
         timeout = self.request_timeout if timeout is None else timeout
+        sent_at = self.clock()
         try:
             await self.publish(nsp, make(request_id))
-            if not await pending.wait(timeout):
+            answered = await pending.wait(timeout)
+            if self.on_request is not None:
+                self.on_request(self.clock() - sent_at if answered else None)
+            if not answered:
                 raise ClusterTimeout(
                     f"expected answers to {what} from {len(pending.waiting) + len(pending.answers)}"
                     f" process(es) within {timeout} s, got {len(pending.answers)}",

@@ -106,6 +106,8 @@ class EngineServer:
         self.on_connect = on_connect
         self.on_message = on_message
         self.on_disconnect = on_disconnect
+        # Told when a session moves to a websocket (the layer above's observers).
+        self.on_upgrade: Callable[[Session], None] | None = None
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_payload = max_payload
@@ -135,6 +137,13 @@ class EngineServer:
         # Websocket writers that currently exist (see websocket._Pump).
         self.writers: set[Any] = set()
         self._origins = _origin_policy(cors_allowed_origins)
+        # Counts kept for whoever reports on the engine (rooms.observer): upgrades done,
+        # sessions closed as slow consumers, volatile frames dropped, and the most frames
+        # an outbox held when a transport took them since ``outbox_peak`` was last reset.
+        self.upgrades = 0
+        self.overflows = 0
+        self.volatile_drops = 0
+        self.outbox_peak = 0
         # In a cluster, sids start with this process's node uid, and requests for sessions
         # of other processes go to the forwarder.
         self.sid_prefix = ""

@@ -308,7 +308,10 @@ class Session:
 
     def _overflow(self, volatile: bool) -> bool:
         self.dropped += 1
-        if not volatile:
+        if volatile:
+            self.engine.volatile_drops += 1
+        else:
+            self.engine.overflows += 1
             logger.warning(
                 "session %s: expected the client to keep up, got %d frames (%d bytes) queued "
                 "(max_outbox %d, max_outbox_bytes %d); closing it as a slow consumer",
@@ -463,6 +466,10 @@ class Session:
         self.state = State.OPEN
         self._probed = False
         self.wake()
+        engine = self.engine
+        engine.upgrades += 1
+        if engine.on_upgrade is not None:
+            engine.on_upgrade(self)
         return True
 
     async def wait_finished(self) -> None:
@@ -490,6 +497,8 @@ class Session:
     def take(self) -> list[Frame]:
         """Take every queued frame (the caller sends them and owns the list)."""
         frames = self._outbox
+        if len(frames) > self.engine.outbox_peak:
+            self.engine.outbox_peak = len(frames)
         self._clear()
         if self._room is not None:
             self._made_room()
@@ -499,6 +508,8 @@ class Session:
         """Take every queued frame, leaving the caller's emptied ``spare`` list in its place
         (the websocket drain reuses two lists instead of allocating one per flush)."""
         frames = self._outbox
+        if len(frames) > self.engine.outbox_peak:  # once per flush, not per frame
+            self.engine.outbox_peak = len(frames)
         self._outbox = spare
         self._bytes = 0
         if self._room is not None:

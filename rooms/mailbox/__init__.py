@@ -80,7 +80,12 @@ class Mailbox:
         self._sockets: dict[str, dict[str, Socket]] = {}  # identity -> sid -> socket
         self._identity_of: dict[str, str] = {}  # sid -> identity (a disconnect looks it up)
         self._wakes: dict[str, anyio.Event] = {}  # sid -> its delivery loop's wake-up
-        self.acked = 0  # messages a client acknowledged (and so removed), on this process
+        # What this process did with mail: sent to a client, acknowledged by it (and so
+        # removed), and sent but not acknowledged (kept, to be sent again on the identity's
+        # next connection: a redelivery to come).
+        self.delivered = 0
+        self.acked = 0
+        self.redelivered = 0
         self._acked_event: anyio.Event | None = None
 
     # ------------------------------------------------------------------ sending
@@ -216,19 +221,26 @@ class Mailbox:
 
     async def _deliver_until_idle_or_gone(self, socket: Socket, identity: str) -> None:
         after: str | None = None
+        first = True
         while socket.connected and self.store is not None:
             # Armed before looking, so mail kept meanwhile is not missed.
             wake = self._wakes[socket.id] = anyio.Event()
             batch = await self.store.pending(identity, after, _BATCH)
+            observer = self._server.observer if self._server is not None else None
+            if first and observer is not None:
+                observer.mail_waiting(len(batch))
+            first = False
             if not batch:
                 await wake.wait()
                 continue
             for mail in batch:
+                self.delivered += 1
                 try:
                     await socket.emit_with_ack(
                         mail.event, *mail.args, mail.id, timeout=self.ack_timeout
                     )
                 except AckTimeout:
+                    self.redelivered += 1
                     logger.info(
                         "mailbox of %s: %s not acked by %s; kept for its next connection",
                         identity,
@@ -238,6 +250,7 @@ class Mailbox:
                     self._wakes.pop(socket.id, None)
                     return
                 except Disconnected:
+                    self.redelivered += 1
                     return
                 store = self.store
                 if store is None:

@@ -120,6 +120,8 @@ class Attempt:
         elif not await self._replay(socket, restored, join):
             self.lost()
             return False
+        elif self._resume is not None:
+            self._resume.recovered += 1
         if self._resume is not None:
             self._socket = socket
             self._resume.admitted(self._nsp, socket)
@@ -141,6 +143,8 @@ class Attempt:
                 frames = packet.frames()
                 if not await out.wait_room(frames) or not out.send_many(frames):
                     return False
+                if self._resume is not None:
+                    self._resume.replayed += 1
             if pending and self._resume is not None:
                 # With a shared log, this process may not have delivered what was replayed
                 # yet; joining now would send it again. Meanwhile it is captured, below.
@@ -199,6 +203,9 @@ class Resume:
         self._wait = wait  # how long a take-over waits for the old socket's session
         self.unlogged = 0  # packets the store failed to log (sent all the same)
         self.taken_over = 0  # sockets that came back before their drop was noticed
+        self.attempts = 0  # CONNECTs that asked to recover (a pid and an offset)
+        self.recovered = 0  # of them, sockets restored with what they missed
+        self.replayed = 0  # packets those sockets got again
         self._captures: dict[str, list[list[StoredPacket]]] = {}
         self._live: dict[tuple[str, str], Resumable] = {}  # (nsp, pid) → admitted socket
         self._saves: dict[tuple[str, str], anyio.Event] = {}  # sessions being saved
@@ -271,6 +278,7 @@ class Resume:
         pid, offset = auth.get("pid"), auth.get("offset")
         if not (isinstance(pid, str) and isinstance(offset, str)):
             return Attempt(self, nsp, None, None)
+        self.attempts += 1
         capture: list[StoredPacket] = []
         self._captures.setdefault(nsp, []).append(capture)  # before the store answers
         try:
