@@ -89,7 +89,7 @@ class Metrics(Observer):
             return Counter(f"{p}_{name}", doc, labels, registry=r)
 
         def gauge(
-            name: str, doc: str, labels: Sequence[str] = (), mode: _Mode = "livesum"
+            name: str, doc: str, labels: Sequence[str] = (), mode: Mode = "livesum"
         ) -> Gauge:
             return Gauge(f"{p}_{name}", doc, labels, registry=r, multiprocess_mode=mode)
 
