@@ -88,9 +88,7 @@ class Metrics(Observer):
         def counter(name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
             return Counter(f"{p}_{name}", doc, labels, registry=r)
 
-        def gauge(
-            name: str, doc: str, labels: Sequence[str] = (), mode: Mode = "livesum"
-        ) -> Gauge:
+        def gauge(name: str, doc: str, labels: Sequence[str] = (), mode: Mode = "livesum") -> Gauge:
             return Gauge(f"{p}_{name}", doc, labels, registry=r, multiprocess_mode=mode)
 
         self.connections = gauge("connections", "Engine.IO connections open", ["transport"])

@@ -54,6 +54,8 @@ class Status:
     """None without a broker; "away" while the cluster is not joined (retried)."""
     peers: int
     sessions: int
+    draining: bool = False
+    """A drain started (``server.drain()``): new sessions are refused, ``ready`` is False."""
 
     def to_json(self) -> dict[str, Any]:
         """The status as a readiness endpoint answers it."""
@@ -63,6 +65,7 @@ class Status:
             "broker": self.broker,
             "peers": self.peers,
             "sessions": self.sessions,
+            "draining": self.draining,
         }
 
 
@@ -347,17 +350,59 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
     def status(self) -> Status:
         """What a readiness probe needs: running, and joined to its cluster if it has one.
         While the broker is away the server serves its own clients; ``ready`` is False."""
-        node = self.node
+        node, draining = self.node, self.engine.draining
+        serving = self.is_running and not draining
         if node is None:
-            return Status(self.is_running, self.is_running, None, 0, len(self.engine.sessions))
+            return Status(self.is_running, serving, None, 0, len(self.engine.sessions), draining)
         joined = node.joined.is_set()
         return Status(
             self.is_running,
-            self.is_running and joined,
+            serving and joined,
             "joined" if joined else "away",
             len(node.peers),
             len(self.engine.sessions),
+            draining,
         )
+
+    async def drain(self, window: float = 10.0, interval: float = 0.5) -> int:
+        """Close every connection, a batch every ``interval`` seconds over ``window``
+        seconds, so that clients do not all reconnect in the same second (as Phoenix's
+        drainer does); how many were closed.
+
+        From the call on, ``status().ready`` is False and new sessions are refused (the
+        client retries, at another process once the load balancer has heard). Sockets
+        leave with ``"server shutting down"``: with connection state recovery their
+        sessions are kept (with Redis, for any process), and this returns once they are
+        saved. Call it before the ASGI server shuts down (a Kubernetes ``preStop`` hook
+        on :func:`rooms.starlette.drain`): uvicorn closes websockets itself before the
+        application hears of its shutdown.
+        """
+        if window < 0 or interval <= 0:
+            raise ValueError(
+                f"expected window >= 0 and interval > 0, got window={window}, interval={interval}"
+            )
+        engine = self.engine
+        engine.draining = True
+        sessions = list(engine.sessions.values())
+        batches = max(1, min(len(sessions), int(window / interval) + 1))
+        size = -(-len(sessions) // batches)  # ceil: the last batch is the smallest
+        logger.info(
+            "draining %d connection(s) in %d batch(es) of up to %d, every %.2f s",
+            len(sessions),
+            batches,
+            size,
+            interval,
+        )
+        closed = 0
+        for start in range(0, len(sessions), size):
+            if start:
+                await anyio.sleep(interval)
+            for session in sessions[start : start + size]:
+                if not session.closed:
+                    session.close("server shutting down")
+                    closed += 1
+        await self.wait_sessions_saved()
+        return closed
 
     async def shutdown(self) -> None:
         """Close every connection with reason "server shutting down"."""

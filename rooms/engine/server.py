@@ -140,6 +140,8 @@ class EngineServer:
         # Counts kept for whoever reports on the engine (rooms.observer): upgrades done,
         # sessions closed as slow consumers, volatile frames dropped, and the most frames
         # an outbox held when a transport took them since ``outbox_peak`` was last reset.
+        # Set by a drain: handshakes are refused, the sessions there are being closed.
+        self.draining = False
         self.upgrades = 0
         self.overflows = 0
         self.volatile_drops = 0
@@ -272,6 +274,11 @@ class EngineServer:
         if method != "GET":
             refuse("expected GET for a handshake, got %.16s", method)
             return HandshakeError.BAD_HANDSHAKE_METHOD
+        if self.draining:
+            # As an allowRequest refusal in the reference: the client retries later, by
+            # then (readiness false) at another process.
+            refuse("draining: no new sessions here, refused a handshake")
+            return HandshakeError.FORBIDDEN
         if requested == "websocket" and not upgrade:
             refuse("expected a websocket upgrade for transport=websocket, got plain HTTP")
             return HandshakeError.BAD_REQUEST
