@@ -322,7 +322,7 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
             (socket, *call_args),
             _observed(then, observer, self.name, label),
             what,
-            observer.handler_span(socket, event),
+            observer.handler_span(socket, label),
         )
 
     def _ack_now(
