@@ -30,6 +30,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError("rooms.tracing needs the 'otel' extra: pip install \"rooms[otel]\"") from exc
 
 from rooms import __version__
+from rooms._types import Scope
 from rooms.observer import Observer
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ class Tracing(Observer):
 _ROOT = trace.set_span_in_context(trace.INVALID_SPAN)
 
 
-def _request_link(scope: dict[str, Any]) -> list[trace.Link]:
+def _request_link(scope: Scope) -> list[trace.Link]:
     """A link to the trace of the request that opened the connection, if it carried one."""
     headers = {
         name.decode("latin-1"): value.decode("latin-1") for name, value in scope.get("headers", ())
