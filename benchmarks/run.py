@@ -81,6 +81,8 @@ SERVERS: tuple[ServerSpec, ...] = (
     ServerSpec("rooms", "rooms", "rooms_app:app", "ROOMS_BENCH_BROKER"),
     ServerSpec("psio", "python-socketio", "psio_app:app", "PSIO_BENCH_REDIS"),
     ServerSpec("bare", "bare ASGI", "bare_asgi:app"),
+    # The same app with Prometheus metrics on: their cost is the "metrics ÷ rooms" column.
+    ServerSpec("metrics", "rooms + metrics", "rooms_metrics_app:app", "ROOMS_BENCH_BROKER"),
 )
 SERVER_BY_KEY = {spec.key: spec for spec in SERVERS}
 
@@ -815,6 +817,14 @@ def summarize(
                 else None
                 for m in METRICS[scenario.kind]
             }
+        metered = per_server.get("metrics")
+        if metered is not None:  # what metrics cost: rooms with them ÷ rooms without
+            ratios["metrics"] = {
+                m.key: metered[m.key] / rooms[m.key]
+                if metered.get(m.key) and rooms.get(m.key)
+                else None
+                for m in METRICS[scenario.kind]
+            }
         summary[scenario.key] = {"title": scenario.title, "servers": per_server, "ratios": ratios}
     # What crossing processes costs: each server clustered ÷ the same server local, same run.
     for scenario in scenarios:
@@ -947,6 +957,9 @@ def markdown(report: Json, scenarios: Sequence[Scenario], servers: Sequence[Serv
     header = ["Scenario", "Metric", *(SERVER_BY_KEY[k].label for k in keys)]
     others = [k for k in ("psio", "bare") if k in keys and "rooms" in keys]
     header += [f"rooms ÷ {SERVER_BY_KEY[k].label}" for k in others]
+    if "metrics" in keys and "rooms" in keys:
+        others.append("metrics")
+        header.append("rooms + metrics ÷ rooms")
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join(["---", "---"] + ["--:"] * (len(header) - 2)) + "|")
     for scenario in scenarios:
@@ -1046,7 +1059,7 @@ def plot(
         (("connect",), "connections_per_s", "Connect storm: connections/s (clients)"),
         (("connect",), "kib_per_conn", "RSS per idle connection, KiB, lower is better (clients)"),
     ]
-    colors = {"rooms": "#d95f02", "psio": "#7570b3", "bare": "#999999"}
+    colors = {"rooms": "#d95f02", "psio": "#7570b3", "bare": "#999999", "metrics": "#e6ab02"}
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
     for ax, (kinds, key, title) in zip(axes.flat, panels, strict=True):
         chosen = [s for s in scenarios if s.kind in kinds]

@@ -27,7 +27,6 @@ EVENT = sio.PacketType.EVENT
 ACK = sio.PacketType.ACK
 CONNECT = sio.PacketType.CONNECT
 DISCONNECT = sio.PacketType.DISCONNECT
-_TYPE_DIGITS = frozenset(str(int(t)) for t in sio.PacketType)
 
 
 class Connection:
@@ -62,7 +61,9 @@ class Connection:
         decoder = self.decoder
         observer = self.server.observer
         if observer is not None:
-            observer.packet_in(_packet_type(data, decoder), len(data))
+            # The packet type's digit (an observer checks its range), or an attachment's.
+            ptype = ord(data[0]) - 48 if type(data) is str and data else _attached(decoder)
+            observer.packet_in(ptype, len(data))
         if type(data) is str and data[:1] == "2" and decoder.pending is None:
             # Fast path: an EVENT on the main namespace, most of what clients send.
             socket = self.sockets.get("/")
@@ -161,11 +162,7 @@ class Connection:
             socket._closed(reason)
 
 
-def _packet_type(data: str | bytes, decoder: sio.Decoder) -> int:
-    """The Socket.IO packet type of a message (an attachment's is its packet's); -1 for
-    what is not a packet at all (the decoder will say why)."""
-    if type(data) is str:
-        head = data[:1]
-        return int(head) if head in _TYPE_DIGITS else -1
+def _attached(decoder: sio.Decoder) -> int:
+    """The type of the packet a binary attachment belongs to (-1: none is announced)."""
     pending = decoder.pending
     return -1 if pending is None else int(pending.type)

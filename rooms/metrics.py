@@ -277,6 +277,8 @@ class Metrics(Observer):
         self.sockets.labels(label).dec()
 
     def packet_in(self, ptype: int, size: int) -> None:
+        if not 0 <= ptype < _INVALID:
+            ptype = _INVALID
         self._in[ptype] += 1
         self._in_bytes[ptype] += size
 

@@ -32,7 +32,6 @@ from rooms.socket import Socket
 
 if TYPE_CHECKING:
     from rooms.connection import Connection
-    from rooms.observer import Observer
     from rooms.server import Server
 
 logger = logging.getLogger("rooms")
@@ -135,6 +134,7 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
         self.parent = parent
         self._registry = registry or _Registry()
         self._connecting = 0  # connect flows in progress (a dynamic child lives while > 0)
+        self._failures: dict[str, Then] = {}  # see _failure_counter
 
     def __repr__(self) -> str:
         return f"<Namespace {self.name} sockets={len(self.sockets)}>"
@@ -304,6 +304,7 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
             )
             return
         what = ("handler %s for event %.60r on %s", handler.name, event, self.name)
+        observer = self.server.observer
         then: Then | None = None
         if ack_id is not None:
             # An async handler sends its ack itself (run inline in the reader, that queues
@@ -311,24 +312,31 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
             # and the reader dispatching this message sends it.
             reply = self._ack_now if handler.is_async else self._ack_queued
             then = functools.partial(reply, socket, handler, event, ack_id)
-        observer = self.server.observer
+        elif observer is not None:  # counts the handler's failures (an ack's reply does)
+            then = self._failures.get(label) or self._failure_counter(label)
         if observer is None:
             handler.run(socket.session.start, (socket, *call_args), then, what)
             return
         if observer.events:
             observer.event_in(socket, data)
-        handler.run(
-            socket.session.start,
-            (socket, *call_args),
-            _observed(then, observer, self.name, label),
-            what,
-            observer.handler_span(socket, label),
-        )
+        span = observer.handler_span(socket, label)
+        handler.run(socket.session.start, (socket, *call_args), then, what, span)
+
+    def _failure_counter(self, label: str) -> Then:
+        """What follows a handler with no ack to send: a failure is counted under
+        ``label`` (one per registered event, and "*": a bounded set)."""
+
+        def counted(result: Any, ok: bool) -> None:
+            if not ok and self.server.observer is not None:
+                self.server.observer.handler_failed(self.name, label)
+
+        self._failures[label] = counted
+        return counted
 
     def _ack_now(
         self, socket: Socket, handler: Handler, event: str, ack_id: int, result: Any, ok: bool
     ) -> Awaitable[bool] | None:
-        frames = self._ack_frames(handler, event, ack_id, result) if ok else None
+        frames = self._ack_frames(handler, event, ack_id, result, ok)
         if frames is None or not socket.connected:
             return None
         if self.server.observer is not None:
@@ -338,32 +346,36 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
     def _ack_queued(
         self, socket: Socket, handler: Handler, event: str, ack_id: int, result: Any, ok: bool
     ) -> None:
-        frames = self._ack_frames(handler, event, ack_id, result) if ok else None
+        frames = self._ack_frames(handler, event, ack_id, result, ok)
         observer = self.server.observer
         if frames is not None and socket.connected and socket._write(frames) and observer:
             observer.packets_out(frames, 1)
 
     def _ack_frames(
-        self, handler: Handler, event: str, ack_id: int, result: Any
+        self, handler: Handler, event: str, ack_id: int, result: Any, ok: bool
     ) -> list[engineio.Frame] | None:
-        """The ACK carrying ``result``; None (and an ERROR naming the handler) if it cannot
-        be sent: the client's callback then never runs, as if the ack were lost."""
-        try:
-            parts = sio.encode_ack(self.name, ack_id, ack_args(result))
-        except (TypeError, ValueError) as exc:
-            if self.server.observer is not None:
-                label = event if self._registry.events.get(event) is handler else "*"
-                self.server.observer.handler_failed(self.name, label)
-            logger.error(
-                "handler %s for event %.60r on %s returned a value that cannot be sent as its "
-                "ack (%s); no ack sent",
-                handler.name,
-                event,
-                self.name,
-                exc,
-            )
-            return None
-        return [engineio.message_frame(f) for f in parts]
+        """The ACK carrying ``result``; None if the handler failed (``ok`` False: it raised)
+        or its result cannot be sent (logged at ERROR, naming the handler): the client's
+        callback then never runs, as if the ack were lost."""
+        if ok:
+            try:
+                parts = sio.encode_ack(self.name, ack_id, ack_args(result))
+            except (TypeError, ValueError) as exc:
+                logger.error(
+                    "handler %s for event %.60r on %s returned a value that cannot be sent as "
+                    "its ack (%s); no ack sent",
+                    handler.name,
+                    event,
+                    self.name,
+                    exc,
+                )
+            else:
+                return [engineio.message_frame(f) for f in parts]
+        observer = self.server.observer
+        if observer is not None:
+            label = event if self._registry.events.get(event) is handler else "*"
+            observer.handler_failed(self.name, label)
+        return None
 
     def run_server_event(self, event: str, args: list[Any], respond: Callable[[Any], None]) -> bool:
         """Run the handler of ``on_server_event(event)`` for another process; ``respond``
@@ -403,17 +415,6 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
         args = [reason][: handler.max_args] if handler.max_args is not None else [reason]
         what = ("disconnect handler %s on %s", handler.name, self.name)
         handler.run(self.server._start, (socket, *args), lambda _, __: self._forget(socket), what)
-
-
-def _observed(then: Then | None, observer: Observer, nsp: str, event: str) -> Then:
-    """``then``, and a handler that raised is counted as failed."""
-
-    def after(result: Any, ok: bool) -> Awaitable[Any] | None:
-        if not ok:
-            observer.handler_failed(nsp, event)
-        return None if then is None else then(result, ok)
-
-    return after
 
 
 def _answer(body: Any) -> Any:

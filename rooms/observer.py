@@ -68,9 +68,9 @@ class Observer:
     # ------------------------------------------------------------------ packets
 
     def packet_in(self, ptype: int, size: int) -> None:
-        """A message from a client: a Socket.IO packet of type ``ptype`` (0-6), or one
-        binary attachment (``ptype`` is then its packet's type), of ``size`` bytes or
-        characters."""
+        """A message from a client: a Socket.IO packet of type ``ptype`` (0-6: any other
+        number is not a valid packet), or one binary attachment (``ptype`` is then its
+        packet's type), of ``size`` bytes or characters."""
 
     def packets_out(self, frames: Sequence[Frame], count: int) -> None:
         """One packet (its frames: the text, then any attachments) queued for ``count``
