@@ -4,7 +4,7 @@
 
     server = rooms.Server()
     metrics = Metrics(server)                      # the default registry
-    app = Starlette(routes=[Mount("/metrics", metrics.app())], middleware=[...])
+    app = Starlette(routes=[Route("/metrics", metrics.app())], middleware=[...])
 
 What a packet costs is kept as plain integers on the way and handed to
 ``prometheus_client`` every ``interval`` seconds and before each scrape of :meth:`Metrics.app`
@@ -222,20 +222,14 @@ class Metrics(Observer):
         self._reported[key] = total
 
     def app(self) -> ASGIApp:
-        """An ASGI app answering a scrape (mount it at ``/metrics``): what was counted is
-        reported first. With ``PROMETHEUS_MULTIPROC_DIR`` set, the sum of every worker."""
-        registry: CollectorRegistry | None = self.registry
+        """An ASGI app answering a scrape: ``Route("/metrics", metrics.app())``. What was
+        counted is reported first. With ``PROMETHEUS_MULTIPROC_DIR`` set, it answers the
+        sum of every worker."""
+        registry = self.registry or REGISTRY
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        scrape: Callable[..., Any] = make_asgi_app(registry or REGISTRY)
-
-        async def metrics_app(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] == "http":
-                self.flush()
-                await scrape(scope, receive, send)
-
-        return metrics_app
+        return _Scrape(self, make_asgi_app(registry))
 
     # ------------------------------------------------------------------ labels
 
@@ -312,3 +306,17 @@ class Metrics(Observer):
 
     def mail_waiting(self, count: int) -> None:
         self.mail_waiting_at_connect.observe(count)
+
+
+class _Scrape:
+    """The scrape endpoint (an object, not a function, so that Starlette's ``Route`` serves
+    it as the ASGI app it is)."""
+
+    def __init__(self, metrics: Metrics, exposition: Callable[..., Any]) -> None:
+        self.metrics = metrics
+        self.exposition = exposition
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.metrics.flush()
+            await self.exposition(scope, receive, send)

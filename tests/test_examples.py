@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import socketio
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import LiveServer, SharedServer, run_node, start_server
 from tests.redisserver import RedisServer
@@ -48,6 +50,38 @@ def test_two_users_chat_switch_rooms_and_hear_announcements(chat: LiveServer) ->
     check_chat(json.loads(result.stdout))
 
 
+def test_the_chats_metrics_show_the_session_that_just_ran(chat: LiveServer) -> None:
+    def scrape() -> dict[str, float]:
+        text = httpx.get(f"{chat.url}/metrics", timeout=5).text
+        return {
+            f"{sample.name}{sorted(sample.labels.items())}": sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    before = scrape()
+    result = run_node("chat_demo.js", chat.url)
+    assert result.returncode == 0, result.stderr + chat.log()
+    # The script's last step, A's disconnect, is not acknowledged: wait until it is seen.
+    deadline = time.monotonic() + 10
+    while (after := scrape())["rooms_sockets[('namespace', '/')]"] != 0:
+        assert time.monotonic() < deadline, after
+
+    def moved(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    # chat_demo.js: A and B connect (a third is refused for want of a nickname), make five
+    # calls and send one event (typing) between them; B leaves, then A.
+    assert moved("rooms_connects_total[('namespace', '/')]") == 2
+    assert moved("rooms_refusals_total[('namespace', '/')]") == 1
+    assert moved("rooms_packets_received_total[('type', 'event')]") == 6
+    assert moved("rooms_packets_sent_total[('type', 'ack')]") == 5
+    reason = "[('namespace', '/'), ('reason', 'client namespace disconnect')]"
+    assert moved("rooms_disconnects_total" + reason) == 2
+    assert moved("rooms_upgrades_total[]") >= 1
+    assert moved("rooms_broadcast_recipients_count[]") >= 1
+
+
 def test_the_chat_runs_unchanged_across_two_processes_on_redis(tmp_path: Path) -> None:
     """``make cluster-demo``'s set-up: the same app, two processes, one Redis; A talks to
     one process and B to the other."""
@@ -62,7 +96,7 @@ def test_the_chat_runs_unchanged_across_two_processes_on_redis(tmp_path: Path) -
             stack.callback(server.stop)
             servers.append(server)
         for server in servers:  # both processes know each other (waited for server-side)
-            httpx.get(f"{server.url}/health?peers=1", timeout=15).raise_for_status()
+            httpx.get(f"{server.url}/ready?peers=1", timeout=15).raise_for_status()
         result = run_node("chat_demo.js", servers[0].url, servers[1].url)
         logs = "".join(server.log() for server in servers)
         assert result.returncode == 0, result.stderr + logs

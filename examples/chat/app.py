@@ -10,6 +10,10 @@ from outside any handler (``?room=lobby`` to reach a single room)::
 
     curl -d 'Server restarts in 5 minutes' http://127.0.0.1:8000/announce
 
+What runs it is visible: Prometheus metrics at http://127.0.0.1:8000/metrics, readiness at
+``/ready``, and ``curl -X POST http://127.0.0.1:8000/drain`` closes every connection over
+10 s (the clients reconnect; in a cluster, to the other processes).
+
 The same code runs as a cluster: set ``ROOMS_BROKER`` (e.g. ``redis://127.0.0.1:6379/0``)
 and start several processes, or ``--workers 3`` (see ``examples/cluster``).
 
@@ -39,7 +43,8 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 import rooms
-from rooms.starlette import get_server
+from rooms.metrics import Metrics
+from rooms.starlette import drain, get_server, readiness
 
 HERE = Path(__file__).resolve().parent
 INDEX = HERE / "static" / "index.html"
@@ -58,6 +63,7 @@ HISTORY_ROOMS = 100
 
 # One process by default; a cluster when ROOMS_BROKER names a broker (no handler changes).
 server = rooms.Server(broker=os.environ.get("ROOMS_BROKER") or None)
+metrics = Metrics(server)  # scraped at /metrics
 history: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
 
 
@@ -194,15 +200,7 @@ async def announce(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
-    """``ok``. In a cluster, ``?peers=N`` answers once N other processes are known (up to
-    10 s, then 503): a readiness probe for a deploy that starts processes one by one."""
-    peers = request.query_params.get("peers")
-    node = get_server(request).node
-    if peers is not None and node is not None:
-        try:
-            await node.wait_for_peers(int(peers), timeout=10)
-        except (TimeoutError, ValueError) as exc:
-            return PlainTextResponse(f"expected {peers} peers: {exc!r}", status_code=503)
+    """Liveness: ``ok`` while the process answers (readiness is ``/ready``)."""
     return PlainTextResponse("ok")
 
 
@@ -212,6 +210,11 @@ app = Starlette(
         Route("/socket.io.min.js", client_bundle),
         Route("/announce", announce, methods=["POST"]),
         Route("/health", health),
+        # Operations (docs/guides/operations.md): readiness (``?peers=N`` waits until N
+        # other processes are known), Prometheus metrics, and a graceful drain.
+        Route("/ready", readiness),
+        Route("/metrics", metrics.app()),
+        Route("/drain", drain(window=10, interval=0.5), methods=["POST"]),
     ],
     middleware=[Middleware(rooms.RoomsMiddleware, server=server)],
 )

@@ -197,11 +197,11 @@ def start_uvicorn(supervisor: Supervisor, port: int, broker: str, workers: int =
 
 
 def knows_peers(url: str, peers: int) -> Callable[[], bool]:
-    """Whether the process at ``url`` is up and knows ``peers`` others (its /health)."""
+    """Whether the process at ``url`` is up and knows ``peers`` others (its /ready)."""
 
     def ready() -> bool:
         try:
-            with urllib.request.urlopen(f"{url}health?peers={peers}", timeout=15) as response:
+            with urllib.request.urlopen(f"{url}ready?peers={peers}", timeout=15) as response:
                 return bool(response.status == 200)
         except (OSError, urllib.error.HTTPError):
             return False

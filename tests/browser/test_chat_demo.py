@@ -78,7 +78,7 @@ def test_the_chat_across_two_cluster_processes_in_a_browser(
             stack.callback(server.stop)
             servers.append(server)
         for server in servers:  # both processes know each other (waited for server-side)
-            httpx.get(f"{server.url}/health?peers=1", timeout=15).raise_for_status()
+            httpx.get(f"{server.url}/ready?peers=1", timeout=15).raise_for_status()
         urls = [server.url for server in servers]
         node = spawn_node("chat_browser.js", chromium.url, "chat", str(tmp_path), *urls)
         out = finish(node, "done", servers, chromium)
