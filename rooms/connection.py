@@ -63,7 +63,7 @@ class Connection:
         if observer is not None:
             # The packet type's digit (an observer checks its range), or an attachment's.
             ptype = ord(data[0]) - 48 if type(data) is str and data else _attached(decoder)
-            observer.packet_in(ptype, len(data))
+            observer.packet_in(ptype, len(data), type(data) is str)
         if type(data) is str and data[:1] == "2" and decoder.pending is None:
             # Fast path: an EVENT on the main namespace, most of what clients send.
             socket = self.sockets.get("/")

@@ -261,19 +261,19 @@ class Metrics(Observer):
         self.connects.labels(label).inc()
         self.sockets.labels(label).inc()
 
-    def socket_refused(self, namespace: str, message: str) -> None:
-        known = self.server.namespaces.get(namespace)
-        self.refusals.labels(self._namespace(namespace, known) if known else "unknown").inc()
+    def socket_refused(self, namespace: Namespace | None, name: str, message: str) -> None:
+        label = "unknown" if namespace is None else self._namespace(name, namespace)
+        self.refusals.labels(label).inc()
 
     def socket_disconnected(self, socket: Socket, reason: str) -> None:
         label = self._namespace(socket.nsp.name, socket.nsp)
         self.disconnects.labels(label, reason).inc()
         self.sockets.labels(label).dec()
 
-    def packet_in(self, ptype: int, size: int) -> None:
+    def packet_in(self, ptype: int, size: int, packets: int) -> None:
         if not 0 <= ptype < _INVALID:
             ptype = _INVALID
-        self._in[ptype] += 1
+        self._in[ptype] += packets
         self._in_bytes[ptype] += size
 
     def packets_out(self, frames: Sequence[Frame], count: int) -> None:
@@ -294,9 +294,9 @@ class Metrics(Observer):
         else:
             self.ack_latency.observe(latency)
 
-    def handler_failed(self, namespace: str, event: str) -> None:
-        nsp = self.server.namespaces.get(namespace)
-        self.handler_errors.labels(self._namespace(namespace, nsp), event).inc()
+    def handler_failed(self, namespace: Namespace, event: str) -> None:
+        label = self._namespace(namespace.name, namespace)
+        self.handler_errors.labels(label, event).inc()
 
     def cluster_request(self, latency: float | None) -> None:
         if latency is None:

@@ -261,7 +261,7 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
             self._forget(socket)
         conn.send_packet(sio.Packet(sio.PacketType.CONNECT_ERROR, self.name, payload))
         if self.server.observer is not None:
-            self.server.observer.socket_refused(self.name, str(payload.get("message")))
+            self.server.observer.socket_refused(self, self.name, str(payload.get("message")))
 
     def _forget(self, socket: Socket) -> None:
         current = self.sockets.get(socket.id)
@@ -328,7 +328,7 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
 
         def counted(result: Any, ok: bool) -> None:
             if not ok and self.server.observer is not None:
-                self.server.observer.handler_failed(self.name, label)
+                self.server.observer.handler_failed(self, label)
 
         self._failures[label] = counted
         return counted
@@ -374,7 +374,7 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
         observer = self.server.observer
         if observer is not None:
             label = event if self._registry.events.get(event) is handler else "*"
-            observer.handler_failed(self.name, label)
+            observer.handler_failed(self, label)
         return None
 
     def run_server_event(self, event: str, args: list[Any], respond: Callable[[Any], None]) -> bool:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rooms.engine.session import Session
+    from rooms.namespace import Namespace
     from rooms.protocol.engineio import Frame
     from rooms.server import Server
     from rooms.socket import Socket
@@ -53,8 +54,9 @@ class Observer:
     def socket_connected(self, socket: Socket) -> None:
         """A socket joined its namespace (its CONNECT reply is queued)."""
 
-    def socket_refused(self, namespace: str, message: str) -> None:
-        """A CONNECT was answered with CONNECT_ERROR ``message``."""
+    def socket_refused(self, namespace: Namespace | None, name: str, message: str) -> None:
+        """A CONNECT to ``name`` was answered with CONNECT_ERROR ``message`` (``namespace``
+        is None when no namespace serves that name)."""
 
     def socket_disconnected(self, socket: Socket, reason: str) -> None:
         """A socket left its namespace (its rooms still intact)."""
@@ -67,10 +69,11 @@ class Observer:
 
     # ------------------------------------------------------------------ packets
 
-    def packet_in(self, ptype: int, size: int) -> None:
-        """A message from a client: a Socket.IO packet of type ``ptype`` (0-6: any other
-        number is not a valid packet), or one binary attachment (``ptype`` is then its
-        packet's type), of ``size`` bytes or characters."""
+    def packet_in(self, ptype: int, size: int, packets: int) -> None:
+        """A message from a client of ``size`` (characters of a text frame, bytes of a
+        binary one): a Socket.IO packet of type ``ptype`` (0-6: any other number is not a
+        valid packet; ``packets`` is 1), or one binary attachment (``ptype`` is then its
+        packet's type, and ``packets`` 0: the attachment is part of that packet)."""
 
     def packets_out(self, frames: Sequence[Frame], count: int) -> None:
         """One packet (its frames: the text, then any attachments) queued for ``count``
@@ -88,7 +91,7 @@ class Observer:
     def ack(self, namespace: str, latency: float | None) -> None:
         """An emit's ack came after ``latency`` seconds, or (None) it timed out."""
 
-    def handler_failed(self, namespace: str, event: str) -> None:
+    def handler_failed(self, namespace: Namespace, event: str) -> None:
         """The handler of ``event`` raised (or returned what cannot be sent)."""
 
     def cluster_request(self, latency: float | None) -> None:
@@ -136,9 +139,9 @@ class Observers(Observer):
         for o in self.observers:
             o.socket_connected(socket)
 
-    def socket_refused(self, namespace: str, message: str) -> None:
+    def socket_refused(self, namespace: Namespace | None, name: str, message: str) -> None:
         for o in self.observers:
-            o.socket_refused(namespace, message)
+            o.socket_refused(namespace, name, message)
 
     def socket_disconnected(self, socket: Socket, reason: str) -> None:
         for o in self.observers:
@@ -152,9 +155,9 @@ class Observers(Observer):
         for o in self.observers:
             o.room_left(namespace, sid, room)
 
-    def packet_in(self, ptype: int, size: int) -> None:
+    def packet_in(self, ptype: int, size: int, packets: int) -> None:
         for o in self.observers:
-            o.packet_in(ptype, size)
+            o.packet_in(ptype, size, packets)
 
     def packets_out(self, frames: Sequence[Frame], count: int) -> None:
         for o in self.observers:
@@ -178,7 +181,7 @@ class Observers(Observer):
         for o in self.observers:
             o.ack(namespace, latency)
 
-    def handler_failed(self, namespace: str, event: str) -> None:
+    def handler_failed(self, namespace: Namespace, event: str) -> None:
         for o in self.observers:
             o.handler_failed(namespace, event)
 

@@ -88,6 +88,9 @@ class BroadcastOperator(ServerChain["BroadcastOperator"]):
             sockets, text, attachments, self._opts.volatile, collector.callback()
         )
         collector.expect(len(reached))
+        observer = nsp.server.observer
+        if observer is not None:
+            observer.broadcast(nsp.name, len(reached))
         node = self._node()
         request_id = None
         if node is not None and node.peers:
@@ -98,7 +101,6 @@ class BroadcastOperator(ServerChain["BroadcastOperator"]):
             )
         else:
             collector.counting_done()
-        observer = nsp.server.observer
         sent_at = anyio.current_time()
         try:
             responses = await collector.wait(

@@ -7,7 +7,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import anyio
 
@@ -33,6 +33,11 @@ from rooms.recovery import Recovery, StoredPacket
 from rooms.recovery.resume import Resume
 from rooms.selectors import ServerActs, ServerChain
 from rooms.socket import Socket
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from rooms.admin import Admin, AuthCheck
 
 logger = logging.getLogger("rooms")
 # A bound an operator should hear about, that a flood of clients could repeat at will.
@@ -189,6 +194,32 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
         if self.node is not None:
             self.node.on_request = self.observer.cluster_request
 
+    def instrument(
+        self,
+        *,
+        auth: Mapping[str, str] | AuthCheck | Literal[False] | None = None,
+        mode: Literal["development", "production"] = "development",
+        read_only: bool = False,
+        namespace: str = "/admin",
+        server_id: str | None = None,
+    ) -> Admin:
+        """Speak the protocol of the Socket.IO Admin UI on ``namespace``; the
+        :class:`~rooms.admin.Admin` that does (docs/guides/admin-ui.md). ``auth``: None or
+        False (open: a WARNING says so), ``{"username": ..., "password": ...}``, or a
+        callable ``check(auth_payload) -> bool`` (sync or async). ``mode``:
+        ``"development"`` (every socket, room and event) or ``"production"`` (statistics
+        only). ``read_only``: no actions. ``server_id``: this process on the Servers page."""
+        from rooms.admin import Admin  # a plug-in: imported only by those who use it
+
+        return Admin(
+            self,
+            auth=auth,
+            mode=mode,
+            read_only=read_only,
+            namespace=namespace,
+            server_id=server_id,
+        )
+
     # ------------------------------------------------------------------ namespaces
 
     @overload
@@ -309,6 +340,8 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
                     peers=node.take_over if node is not None else None,
                     wait=node.request_timeout if node is not None else 5.0,
                 )
+                if self.observer is not None:
+                    self.resume.sent = self.observer.packets_out
                 await tg.start(self.resume.run, lambda: list(self._namespaces), self._deliver)
             if self.mailbox is not None:
                 self.mailbox.start(self)
@@ -321,6 +354,8 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
                     # Close sessions while the broker still runs: the sockets' recovery
                     # sessions are saved on the way (with Redis, for another process).
                     await self.engine.shutdown()
+                    if self.observer is not None:  # its last report sees everything
+                        self.observer.stop()
                     resume, self.resume = self.resume, None
                     if resume is not None:
                         with anyio.move_on_after(2):
@@ -328,8 +363,6 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
                         await resume.close()
                     if self.mailbox is not None:
                         self.mailbox.stop()
-                    if self.observer is not None:
-                        self.observer.stop()
 
     def _deliver(self, nsp: str, packet: StoredPacket) -> None:
         """A logged packet, from a store that delivers (see recovery.store.Store)."""
@@ -496,7 +529,7 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
         conn.connected_or_refused(name)
         conn.send_packet(sio.Packet(sio.PacketType.CONNECT_ERROR, name, INVALID_NAMESPACE))
         if self.observer is not None:
-            self.observer.socket_refused(name, INVALID_NAMESPACE["message"])
+            self.observer.socket_refused(None, name, INVALID_NAMESPACE["message"])
 
 
 async def _finish(coro: Coroutine[Any, Any, None]) -> None:

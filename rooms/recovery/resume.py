@@ -143,8 +143,11 @@ class Attempt:
                 frames = packet.frames()
                 if not await out.wait_room(frames) or not out.send_many(frames):
                     return False
-                if self._resume is not None:
-                    self._resume.replayed += 1
+                resume = self._resume
+                if resume is not None:
+                    resume.replayed += 1
+                    if resume.sent is not None:
+                        resume.sent(frames, 1)
             if pending and self._resume is not None:
                 # With a shared log, this process may not have delivered what was replayed
                 # yet; joining now would send it again. Meanwhile it is captured, below.
@@ -206,6 +209,9 @@ class Resume:
         self.attempts = 0  # CONNECTs that asked to recover (a pid and an offset)
         self.recovered = 0  # of them, sockets restored with what they missed
         self.replayed = 0  # packets those sockets got again
+        # Told of every packet replayed (its frames, sent to one client): the server's
+        # observer, which counts what is sent.
+        self.sent: Callable[[Sequence[Frame], int], None] | None = None
         self._captures: dict[str, list[list[StoredPacket]]] = {}
         self._live: dict[tuple[str, str], Resumable] = {}  # (nsp, pid) → admitted socket
         self._saves: dict[tuple[str, str], anyio.Event] = {}  # sessions being saved
