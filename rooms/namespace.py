@@ -319,7 +319,7 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
             return
         if observer.events:
             observer.event_in(socket, data)
-        span = observer.handler_span(socket, label)
+        span = observer.handler_span(socket, label) if observer.traces else None
         handler.run(socket.session.start, (socket, *call_args), then, what, span)
 
     def _failure_counter(self, label: str) -> Then:

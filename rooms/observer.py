@@ -29,10 +29,12 @@ class Observer:
     """The base of every observer: each method does nothing.
 
     ``events``: whether :meth:`event_in` and :meth:`event_out` are wanted (they see every
-    event's arguments, which only a development tool should).
+    event's arguments, which only a development tool should). ``traces``: whether
+    :meth:`handler_span` is (it is asked once per handler call).
     """
 
     events = False
+    traces = False
 
     def start(self, server: Server) -> None:
         """The server starts (its task group is running: ``server.spawn`` works)."""
@@ -114,6 +116,7 @@ class Observers(Observer):
     def __init__(self, observers: Sequence[Observer]) -> None:
         self.observers = tuple(observers)
         self.events = any(o.events for o in self.observers)
+        self.traces = any(o.traces for o in self.observers)
 
     def start(self, server: Server) -> None:
         for o in self.observers:
@@ -195,7 +198,6 @@ class Observers(Observer):
 
     def handler_span(self, socket: Socket, event: str) -> AbstractContextManager[Any] | None:
         for o in self.observers:  # one tracer at a time: the first that traces
-            span = o.handler_span(socket, event)
-            if span is not None:
-                return span
+            if o.traces:
+                return o.handler_span(socket, event)
         return None

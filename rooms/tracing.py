@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 class Tracing(Observer):
     """Spans for ``server``'s handlers, from ``tracer_provider`` (default: the global one)."""
 
+    traces = True
+
     def __init__(
         self, server: Server, *, tracer_provider: trace.TracerProvider | None = None
     ) -> None:
