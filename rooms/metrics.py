@@ -240,8 +240,9 @@ class Metrics(Observer):
             name = "dynamic:" + str(getattr(matcher, "pattern", getattr(matcher, "__name__", "")))
         label = self._labels.get(name)
         if label is None:
-            label = name if len(self._labels) < self.max_namespaces else "other"
-            self._labels[name] = label
+            if len(self._labels) >= self.max_namespaces:
+                return "other"  # and not remembered: this map stays bounded too
+            label = self._labels[name] = name
         return label
 
     # ------------------------------------------------------------------ the observer
