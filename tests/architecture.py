@@ -22,8 +22,20 @@ LAYERS: list[tuple[str, ...]] = [
     ("rooms.engine", "rooms.brokers", "rooms.lifespan"),
     ("rooms.recovery", "rooms.cluster", "rooms.acks", "rooms.handshake", "rooms.handlers"),
     ("rooms",),  # the Socket.IO layer: server, namespace, socket, delivery, ...
-    ("rooms.mailbox", "rooms.middleware", "rooms.starlette", "rooms.testing"),
+    # Applications of the Socket.IO API and the ASGI face: plug-ins, observers, middleware.
+    (
+        "rooms.mailbox",
+        "rooms.admin",
+        "rooms.metrics",
+        "rooms.tracing",
+        "rooms.middleware",
+        "rooms.starlette",
+        "rooms.testing",
+    ),
 ]
+# Imports that are not dependencies: a convenience method of the core that makes a plug-in
+# from above, importing it inside the method, so that only those who call it load it.
+CONVENIENCES = {("rooms.server", "rooms.admin")}  # Server.instrument() -> rooms.admin.Admin
 
 
 @dataclass
@@ -53,7 +65,7 @@ def read(root: Path) -> Graph:
         for node in ast.walk(tree):
             for target in _imported(node, package):
                 module = _resolve(target, modules)
-                if module is not None and module != name:
+                if module is not None and module != name and (name, module) not in CONVENIENCES:
                     (graph.typing if id(node) in type_only else graph.runtime)[name].add(module)
     return graph
 
