@@ -82,6 +82,23 @@ def test_the_chats_metrics_show_the_session_that_just_ran(chat: LiveServer) -> N
     assert moved("rooms_broadcast_recipients_count[]") >= 1
 
 
+def test_the_chat_serves_the_admin_ui_and_its_namespace_takes_the_documented_login(
+    chat: LiveServer,
+) -> None:
+    page = httpx.get(f"{chat.url}/admin-ui/", timeout=5)
+    assert page.status_code == 200
+    assert "<title>Socket.IO Admin UI</title>" in page.text
+    configs: list[Any] = []
+    with socketio.SimpleClient() as admin:  # what the UI does once logged in
+        admin.connect(chat.url, namespace="/admin", auth={"username": "admin", "password": "admin"})
+        event, *args = admin.receive(timeout=10)
+        configs.append((event, args))
+    assert configs[0][0] == "config"
+    assert "ALL_EVENTS" in configs[0][1][0]["supportedFeatures"]  # development mode
+    with socketio.SimpleClient() as intruder, pytest.raises(socketio.exceptions.ConnectionError):
+        intruder.connect(chat.url, namespace="/admin", auth={"username": "admin", "password": "x"})
+
+
 def test_the_chat_runs_unchanged_across_two_processes_on_redis(tmp_path: Path) -> None:
     """``make cluster-demo``'s set-up: the same app, two processes, one Redis; A talks to
     one process and B to the other."""

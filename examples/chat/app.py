@@ -10,9 +10,12 @@ from outside any handler (``?room=lobby`` to reach a single room)::
 
     curl -d 'Server restarts in 5 minutes' http://127.0.0.1:8000/announce
 
-What runs it is visible: Prometheus metrics at http://127.0.0.1:8000/metrics, readiness at
-``/ready``, and ``curl -X POST http://127.0.0.1:8000/drain`` closes every connection over
-10 s (the clients reconnect; in a cluster, to the other processes).
+What runs it is visible: the Socket.IO Admin UI at http://127.0.0.1:8000/admin-ui/ (server
+URL ``http://127.0.0.1:8000``, username ``admin``, password ``admin`` or
+``ROOMS_ADMIN_PASSWORD``: every socket, room and event, on every process of a cluster),
+Prometheus metrics at http://127.0.0.1:8000/metrics, readiness at ``/ready``, and
+``curl -X POST http://127.0.0.1:8000/drain`` closes every connection over 10 s (the
+clients reconnect; in a cluster, to the other processes).
 
 The same code runs as a cluster: set ``ROOMS_BROKER`` (e.g. ``redis://127.0.0.1:6379/0``)
 and start several processes, or ``--workers 3`` (see ``examples/cluster``).
@@ -40,7 +43,8 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 import rooms
 from rooms.metrics import Metrics
@@ -48,8 +52,11 @@ from rooms.starlette import drain, get_server, readiness
 
 HERE = Path(__file__).resolve().parent
 INDEX = HERE / "static" / "index.html"
-# The official browser client, installed by `npm ci` (never copied into the repository).
-CLIENT_BUNDLE = HERE.parents[1] / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+# The official browser client and the Admin UI, installed by `npm ci` (never copied into
+# the repository).
+NODE_MODULES = HERE.parents[1] / "node_modules"
+CLIENT_BUNDLE = NODE_MODULES / "socket.io-client" / "dist" / "socket.io.min.js"
+ADMIN_UI = NODE_MODULES / "@socket.io" / "admin-ui" / "ui" / "dist"
 
 DEFAULT_ROOM = "lobby"
 MAX_NAME = 24  # nicknames and room names
@@ -64,6 +71,12 @@ HISTORY_ROOMS = 100
 # One process by default; a cluster when ROOMS_BROKER names a broker (no handler changes).
 server = rooms.Server(broker=os.environ.get("ROOMS_BROKER") or None)
 metrics = Metrics(server)  # scraped at /metrics
+# The Socket.IO Admin UI, in development mode (every event shown): fine for a demo on
+# 127.0.0.1; a real deployment keeps its password out of the code and may want "production".
+server.instrument(
+    auth={"username": "admin", "password": os.environ.get("ROOMS_ADMIN_PASSWORD", "admin")},
+    mode="development",
+)
 history: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
 
 
@@ -186,6 +199,13 @@ async def client_bundle(request: Request) -> Response:
     return FileResponse(CLIENT_BUNDLE, media_type="application/javascript")
 
 
+async def admin_ui_missing(request: Request) -> Response:
+    return PlainTextResponse(
+        f"{ADMIN_UI} is missing: run `make demo` (it runs `npm ci`) from the repository root.",
+        status_code=500,
+    )
+
+
 async def announce(request: Request) -> Response:
     """POST a plain-text body; it reaches every client (or one room, with ``?room=``)."""
     text = clean((await request.body()).decode(errors="replace"), MAX_TEXT)
@@ -215,6 +235,9 @@ app = Starlette(
         Route("/ready", readiness),
         Route("/metrics", metrics.app()),
         Route("/drain", drain(window=10, interval=0.5), methods=["POST"]),
+        Mount("/admin-ui", StaticFiles(directory=ADMIN_UI, html=True))
+        if ADMIN_UI.is_dir()
+        else Route("/admin-ui/{path:path}", admin_ui_missing),
     ],
     middleware=[Middleware(rooms.RoomsMiddleware, server=server)],
 )
