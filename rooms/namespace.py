@@ -283,6 +283,9 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
         caller: it is logged at ERROR with the handler and the event."""
         registry = self._registry
         event = data[0]
+        observer = self.server.observer
+        if observer is not None and observer.events:  # every event, handled or not
+            observer.event_in(socket, data)
         handler = registry.events.get(event)
         args = data[1:]
         label = event  # for observers: a catch-all's events are "*", so labels stay bounded
@@ -304,7 +307,6 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
             )
             return
         what = ("handler %s for event %.60r on %s", handler.name, event, self.name)
-        observer = self.server.observer
         then: Then | None = None
         if ack_id is not None:
             # An async handler sends its ack itself (run inline in the reader, that queues
@@ -317,8 +319,6 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
         if observer is None:
             handler.run(socket.session.start, (socket, *call_args), then, what)
             return
-        if observer.events:
-            observer.event_in(socket, data)
         span = observer.handler_span(socket, label) if observer.traces else None
         handler.run(socket.session.start, (socket, *call_args), then, what, span)
 

@@ -324,6 +324,9 @@ async def test_development_mode_reports_sockets_rooms_and_events_as_they_happen(
         assert await app.call("echo", 1, "two", b"\x00\xff") == (1, "two", b"\x00\xff")
         received = await until(client, "event_received", seen=seen)
         assert received[:3] == ["/", sid, ["echo", 1, "two", b"\x00\xff"]]  # binary kept
+        await app.emit("nobody-handles-this", 3)  # shown all the same, as Node's onAny does
+        received = await until(client, "event_received", seen=seen)
+        assert received[:3] == ["/", sid, ["nobody-handles-this", 3]]
         await app.emit("shout", "hi")
         sent = await until(client, "event_sent", seen=seen)
         assert sent[:3] == ["/", sid, ["shouted", "hi"]] and ISO.match(sent[3])

@@ -137,11 +137,11 @@ class EngineServer:
         # Websocket writers that currently exist (see websocket._Pump).
         self.writers: set[Any] = set()
         self._origins = _origin_policy(cors_allowed_origins)
+        # Set by a drain (until the next start): handshakes are refused.
+        self.draining = False
         # Counts kept for whoever reports on the engine (rooms.observer): upgrades done,
         # sessions closed as slow consumers, volatile frames dropped, and the most frames
         # an outbox held when a transport took them since ``outbox_peak`` was last reset.
-        # Set by a drain: handshakes are refused, the sessions there are being closed.
-        self.draining = False
         self.upgrades = 0
         self.overflows = 0
         self.volatile_drops = 0
@@ -189,6 +189,7 @@ class EngineServer:
         """Run the heartbeat; on exit close every session with "server shutting down"."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            self.draining = False
             tg.start_soon(self.heartbeat.run)
             self.flusher.start(tg)
             try:
