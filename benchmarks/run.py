@@ -1151,7 +1151,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     parser.add_argument(
-        "--servers", default="rooms,psio,bare", help="comma list of rooms,psio,bare"
+        "--servers",
+        default=",".join(SERVER_BY_KEY),
+        help="comma list of " + ",".join(SERVER_BY_KEY) + " (default: all)",
     )
     parser.add_argument(
         "--scenarios", default="", help="comma list like fanout-1000,echo-100 (default: all)"
