@@ -250,6 +250,32 @@ async def test_with_redis_every_process_delivers_in_the_logs_order(redis_url: st
         assert [args[1] for args in got if args[0] == name] == list(range(50))
 
 
+async def test_with_redis_a_local_broadcast_reaches_this_process_only(redis_url: str) -> None:
+    """``server.local`` with a shared log: logged (a client of this process can recover it
+    anywhere), but delivered by this process alone, not by every process reading the log."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    servers = [
+        rooms.Server(
+            broker=RedisBroker(redis_url), cluster_prefix=prefix, recovery=rooms.Recovery()
+        )
+        for _ in range(2)
+    ]
+    apps = [rooms.RoomsMiddleware(None, server=server) for server in servers]
+    async with (
+        Lifespan(apps[0]),
+        Lifespan(apps[1]),
+        TestClient(apps[0], lifespan=False) as here,
+        TestClient(apps[1], lifespan=False) as there,
+    ):
+        await here.connect()
+        await there.connect()
+        await servers[0].local.emit("mine", 1)
+        await servers[0].emit("everyone", 2)  # after the local one, in the log's order
+        assert (await here.receive())[0] == "mine"
+        assert (await here.receive())[0] == "everyone"
+        assert (await there.receive())[0] == "everyone"  # and not "mine" before it
+
+
 # --------------------------------------------------------------------------- taking over
 
 

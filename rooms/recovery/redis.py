@@ -5,6 +5,10 @@ The log of a namespace is a Redis stream; offsets are its entry ids (the process
 packet adds it, and the id it gets is the offset). It is trimmed by count (``MAXLEN ~``) on
 every add and by age (``MINID ~``) now and then. A session is a key that expires after the
 recovery window, taken with ``GETDEL`` so it is restored at most once. Needs Redis 6.2+.
+
+A local broadcast (``server.local``) is logged like any other, so its recipients recover it
+wherever they come back, but only the process that sent it delivers it: its entry names that
+process (``o``), and the others pass it by.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -50,6 +55,7 @@ class RedisStore:
         self.max_age = max_disconnection_duration
         self.max_packets = max_packets
         self._adds = 0
+        self._origin = secrets.token_hex(8)  # names this process's local broadcasts
         self._handed: dict[str, str] = {}  # stream key -> the last id run() handed on
 
     def _log_key(self, nsp: str) -> str:
@@ -67,6 +73,8 @@ class RedisStore:
             "t": text,
             "n": len(attachments),
         }
+        if opts.local:
+            fields["o"] = self._origin
         for i, blob in enumerate(attachments):
             fields[f"a{i}"] = blob
         key, limit = self._log_key(nsp), self.max_packets
@@ -200,6 +208,9 @@ class RedisStore:
                             "recovery log %s: entry %r unreadable (%r)", key, entry_id, exc
                         )
                         continue
+                    origin = fields.get(b"o")
+                    if origin is not None and origin.decode() != self._origin:
+                        continue  # another process's local broadcast: it delivers that
                     try:
                         deliver(names[key], packet)
                     except Exception:
