@@ -32,6 +32,7 @@ from rooms.socket import Socket
 
 if TYPE_CHECKING:
     from rooms.connection import Connection
+    from rooms.presence import Presence
     from rooms.server import Server
 
 logger = logging.getLogger("rooms")
@@ -135,9 +136,25 @@ class Namespace(_Handlers, ServerChain[BroadcastOperator], ServerActs[BroadcastO
         self._registry = registry or _Registry()
         self._connecting = 0  # connect flows in progress (a dynamic child lives while > 0)
         self._failures: dict[str, Then] = {}  # see _failure_counter
+        self._presence: Presence | None = None
 
     def __repr__(self) -> str:
         return f"<Namespace {self.name} sockets={len(self.sockets)}>"
+
+    def started(self) -> None:
+        """The server started: what runs beside this namespace's handlers starts too."""
+        if self._presence is not None:
+            self._presence.start()
+
+    @property
+    def presence(self) -> Presence:
+        """Who is here, on every process: this namespace's
+        :class:`~rooms.presence.Presence`, made on first use."""
+        if self._presence is None:
+            from rooms.presence import Presence  # a plug-in: loaded by those who use it
+
+            self._presence = Presence(self)
+        return self._presence
 
     # ------------------------------------------------------------------ broadcasting
 

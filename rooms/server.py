@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from rooms.admin import Admin, AuthCheck
+    from rooms.presence import Presence
 
 logger = logging.getLogger("rooms")
 # A bound an operator should hear about, that a flood of clients could repeat at will.
@@ -220,6 +221,12 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
             server_id=server_id,
         )
 
+    @property
+    def presence(self) -> Presence:
+        """Presence on ``/`` (``namespace.presence`` for the others): who is in which
+        topic, on every process, with join and leave diffs (:mod:`rooms.presence`)."""
+        return self.main.presence
+
     # ------------------------------------------------------------------ namespaces
 
     @overload
@@ -345,6 +352,8 @@ class Server(ServerChain[BroadcastOperator], ServerActs[BroadcastOperator]):
                 await tg.start(self.resume.run, lambda: list(self._namespaces), self._deliver)
             if self.mailbox is not None:
                 self.mailbox.start(self)
+            for nsp in list(self._namespaces.values()):
+                nsp.started()  # presence: asks the other processes for their entries
             if self.observer is not None:
                 self.observer.start(self)
             try:

@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     # Applications of the Socket.IO API and the ASGI face: plug-ins, observers, middleware.
     (
         "rooms.mailbox",
+        "rooms.presence",
         "rooms.admin",
         "rooms.metrics",
         "rooms.tracing",
@@ -35,7 +36,11 @@ LAYERS: list[tuple[str, ...]] = [
 ]
 # Imports that are not dependencies: a convenience method of the core that makes a plug-in
 # from above, importing it inside the method, so that only those who call it load it.
-CONVENIENCES = {("rooms.server", "rooms.admin")}  # Server.instrument() -> rooms.admin.Admin
+CONVENIENCES = {
+    ("rooms.server", "rooms.admin"),  # Server.instrument() -> rooms.admin.Admin
+    ("rooms.namespace", "rooms.presence"),  # Namespace.presence -> rooms.presence.Presence
+    ("rooms.server", "rooms.presence"),  # Server.presence (its type only)
+}
 
 
 @dataclass
