@@ -36,12 +36,15 @@ def test_the_page_loads_the_client_bundle_from_the_same_server(chat: LiveServer)
     with httpx.Client(base_url=chat.url, timeout=5) as client:
         page = client.get("/")
         bundle = client.get("/socket.io.min.js")
+        presence = client.get("/presence.js")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert '<script src="/socket.io.min.js"></script>' in page.text
     assert bundle.status_code == 200
     assert bundle.headers["content-type"].startswith(("application/javascript", "text/javascript"))
     assert "socket.io" in bundle.text[:200].lower()  # the banner of the official build
+    assert '<script src="/presence.js"></script>' in page.text
+    assert presence.status_code == 200 and "function syncPresence" in presence.text
 
 
 def test_two_users_chat_switch_rooms_and_hear_announcements(chat: LiveServer) -> None:
@@ -122,9 +125,11 @@ def test_the_chat_runs_unchanged_across_two_processes_on_redis(tmp_path: Path) -
 
 
 def check_chat(out: dict[str, Any]) -> None:
-    # A and B join the lobby; B's join ack and A's live who-list both show them.
-    assert out["aJoin"] == {"room": "lobby", "who": ["A"]}
-    assert out["bJoin"] == {"room": "lobby", "who": ["A", "B"]}
+    # A and B join the lobby; their presence lists (state, then diffs) show them.
+    assert out["aJoin"] == {"room": "lobby"}
+    assert out["aWho"] == {"room": "lobby", "who": ["A"]}
+    assert out["bJoin"] == {"room": "lobby"}
+    assert out["bWho"] == {"room": "lobby", "who": ["A", "B"]}
     assert out["aWhoAfterB"] == {"room": "lobby", "who": ["A", "B"]}
     assert out["aSystem"] == {"room": "lobby", "text": "B joined"}
     # A's message reaches B, and the return value of the handler is A's ack.
@@ -136,9 +141,9 @@ def check_chat(out: dict[str, Any]) -> None:
     }
     assert out["bTyping"] == {"name": "A", "active": True}
     # Switching rooms updates both rooms' who-lists.
-    assert out["aSwitch"] == {"room": "den", "who": ["A"]}
+    assert out["aSwitch"] == {"room": "den"}
     assert out["bWhoAfterSwitch"] == {"room": "lobby", "who": ["B"]}
-    assert out["bSwitch"] == {"room": "den", "who": ["A", "B"]}
+    assert out["bSwitch"] == {"room": "den"}
     assert out["aWhoInDen"] == {"room": "den", "who": ["A", "B"]}
     # POST /announce, outside any handler, reaches everyone.
     assert out["announceStatus"] == 200

@@ -20,15 +20,21 @@ clients reconnect; in a cluster, to the other processes).
 The same code runs as a cluster: set ``ROOMS_BROKER`` (e.g. ``redis://127.0.0.1:6379/0``)
 and start several processes, or ``--workers 3`` (see ``examples/cluster``).
 
+Who is here is presence (rooms.presence, docs/guides/presence.md): each user is tracked in
+their room under their nickname (two tabs of one user are one name), the page subscribes to
+the room and keeps its list from ``presence_state`` and ``presence_diff`` with
+examples/presence.js, on one process or across a cluster.
+
 Events, client → server:
-    ``join(room) -> {"room", "who"}``   leave the current room, join ``room``
+    ``join(room) -> {"room"}``          leave the current room, join ``room``
     ``history() -> [message, ...]``     the current room's last messages (see HISTORY)
     ``message(text) -> "delivered"``    say something to the current room
     ``typing(active)``                  "started typing" (volatile) or "stopped" (reliable)
 
 Events, server → client:
     ``message({"room", "name", "text", "at"})``, ``system({"room", "text"})``,
-    ``who({"room", "who"})``, ``typing({"name", "active"})``, ``announce({"text"})``
+    ``typing({"name", "active"})``, ``announce({"text"})``, and presence's
+    ``presence_state({"topic", "state"})`` and ``presence_diff({"topic", "joins", "leaves"})``
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ INDEX = HERE / "static" / "index.html"
 # the repository).
 NODE_MODULES = HERE.parents[1] / "node_modules"
 CLIENT_BUNDLE = NODE_MODULES / "socket.io-client" / "dist" / "socket.io.min.js"
+PRESENCE_JS = HERE.parent / "presence.js"  # keeps a synced who-list in the page
 ADMIN_UI = NODE_MODULES / "@socket.io" / "admin-ui" / "ui" / "dist"
 
 DEFAULT_ROOM = "lobby"
@@ -70,6 +77,7 @@ HISTORY_ROOMS = 100
 
 # One process by default; a cluster when ROOMS_BROKER names a broker (no handler changes).
 server = rooms.Server(broker=os.environ.get("ROOMS_BROKER") or None)
+presence = server.presence  # who is in which room, on every process
 metrics = Metrics(server)  # scraped at /metrics
 # The Socket.IO Admin UI, in development mode (every event shown): fine for a demo on
 # 127.0.0.1; a real deployment keeps its password out of the code and may want "production".
@@ -87,15 +95,6 @@ def clean(value: object, limit: int) -> str:
 
 def name_of(socket: rooms.Socket | rooms.RemoteSocket) -> str:
     return str(socket.data["name"])
-
-
-async def who(room: str) -> list[str]:
-    """Nicknames of everyone currently in ``room``."""
-    return sorted(name_of(s) for s in await server.to(room).fetch_sockets())
-
-
-async def publish_who(room: str) -> None:
-    await server.to(room).emit("who", {"room": room, "who": await who(room)})
 
 
 def remember(payload: dict[str, Any]) -> None:
@@ -121,8 +120,9 @@ async def leave_current(socket: rooms.Socket) -> None:
     if room is None:
         return
     await socket.leave(room)
+    presence.untrack(socket, room)  # (a socket that disconnects is untracked anyway)
+    await presence.unsubscribe(socket, room)
     await server.to(room).emit("system", {"room": room, "text": f"{name_of(socket)} left"})
-    await publish_who(room)
 
 
 @server.on("connect")
@@ -140,10 +140,12 @@ async def join(socket: rooms.Socket, room: object) -> dict[str, Any]:
         await leave_current(socket)
         await socket.join(target)
         socket.data["room"] = target
+        # Who is here: tracked under the nickname, and the page gets the room's list.
+        presence.track(socket, target, name_of(socket), {"name": name_of(socket)})
+        await presence.subscribe(socket, target)
         text = f"{name_of(socket)} joined"
         await socket.to(target).emit("system", {"room": target, "text": text})
-        await publish_who(target)
-    return {"room": target, "who": await who(target)}
+    return {"room": target}
 
 
 @server.on("message")
@@ -199,6 +201,10 @@ async def client_bundle(request: Request) -> Response:
     return FileResponse(CLIENT_BUNDLE, media_type="application/javascript")
 
 
+async def presence_js(request: Request) -> Response:
+    return FileResponse(PRESENCE_JS, media_type="application/javascript")
+
+
 async def admin_ui_missing(request: Request) -> Response:
     return PlainTextResponse(
         f"{ADMIN_UI} is missing: run `make demo` (it runs `npm ci`) from the repository root.",
@@ -228,6 +234,7 @@ app = Starlette(
     routes=[
         Route("/", index),
         Route("/socket.io.min.js", client_bundle),
+        Route("/presence.js", presence_js),
         Route("/announce", announce, methods=["POST"]),
         Route("/health", health),
         # Operations (docs/guides/operations.md): readiness (``?peers=N`` waits until N

@@ -7,6 +7,7 @@
 // Every wait is bounded; a step that times out fails the run with a message naming it.
 "use strict";
 const { io } = require("socket.io-client");
+const { applyDiff, fromState } = require("../../examples/presence.js");
 
 const url = process.argv[2];
 const urlB = process.argv[3] || url;
@@ -34,24 +35,58 @@ function call(socket, event, ...args) {
   return socket.timeout(STEP_MS).emitWithAck(event, ...args);
 }
 
+// Each user keeps the presence list of every room it is subscribed to, as the page does
+// (examples/presence.js); `waiters` are checked after every change.
 function user(name, at = url) {
-  return io(at, { auth: { name }, reconnection: false, forceNew: true });
+  const socket = io(at, { auth: { name }, reconnection: false, forceNew: true });
+  const lists = new Map();
+  const waiters = new Set();
+  const changed = () => { for (const check of [...waiters]) check(); };
+  socket.on("presence_state", ({ topic, state }) => { lists.set(topic, fromState(state)); changed(); });
+  socket.on("presence_diff", (diff) => {
+    const list = lists.get(diff.topic);
+    if (list) { applyDiff(list, diff); changed(); }
+  });
+  socket.presence = { lists, waiters };
+  return socket;
 }
 
-const whoIs = (room, names) => (m) =>
-  m.room === room && JSON.stringify(m.who) === JSON.stringify(names);
+const namesIn = (socket, room) => Object.keys(socket.presence.lists.get(room) || {}).sort();
+
+// Resolve with {room, who} once `socket`'s list of `room` holds exactly `names` (now or
+// after a later change): start waiting *before* causing the change.
+function whoIs(socket, room, names, label) {
+  return new Promise((resolve, reject) => {
+    const { waiters } = socket.presence;
+    const timer = setTimeout(() => {
+      waiters.delete(check);
+      reject(new Error(`timed out waiting for ${label}: got ${namesIn(socket, room)}`));
+    }, STEP_MS);
+    function check() {
+      const who = namesIn(socket, room);
+      if (JSON.stringify(who) !== JSON.stringify(names)) return;
+      clearTimeout(timer);
+      waiters.delete(check);
+      resolve({ room, who });
+    }
+    waiters.add(check);
+    check();
+  });
+}
 
 async function main() {
   const out = {};
   const a = user("A");
   await next(a, "connect");
   out.aJoin = await call(a, "join", "lobby");
+  out.aWho = await whoIs(a, "lobby", ["A"], "A's who-list with A alone");
 
-  const aSeesB = next(a, "who", whoIs("lobby", ["A", "B"]), "A's who-list to show B");
+  const aSeesB = whoIs(a, "lobby", ["A", "B"], "A's who-list to show B");
   const aSeesBJoined = next(a, "system", (m) => m.text === "B joined");
   const b = user("B", urlB);
   await next(b, "connect");
   out.bJoin = await call(b, "join", "lobby");
+  out.bWho = await whoIs(b, "lobby", ["A", "B"], "B's who-list with A and B");
   out.aWhoAfterB = await aSeesB;
   out.aSystem = await aSeesBJoined;
 
@@ -66,12 +101,12 @@ async function main() {
   out.bTyping = await bSeesTyping;
 
   // A switches room: B's who-list loses A.
-  const bSeesALeave = next(b, "who", whoIs("lobby", ["B"]), "B's who-list without A");
+  const bSeesALeave = whoIs(b, "lobby", ["B"], "B's who-list without A");
   out.aSwitch = await call(a, "join", "den");
   out.bWhoAfterSwitch = await bSeesALeave;
 
   // B follows into the den: A's who-list gains B.
-  const aSeesBArrive = next(a, "who", whoIs("den", ["A", "B"]), "A's who-list with B in den");
+  const aSeesBArrive = whoIs(a, "den", ["A", "B"], "A's who-list with B in den");
   out.bSwitch = await call(b, "join", "den");
   out.aWhoInDen = await aSeesBArrive;
 
@@ -87,7 +122,7 @@ async function main() {
   out.announced = await announced;
 
   // B disconnects: A's who-list updates.
-  const aSeesBGone = next(a, "who", whoIs("den", ["A"]), "A's who-list after B left");
+  const aSeesBGone = whoIs(a, "den", ["A"], "A's who-list after B left");
   b.disconnect();
   out.aWhoAfterDisconnect = await aSeesBGone;
 
