@@ -3,7 +3,7 @@
 Loggers (documented in docs/guides/logging.md): ``rooms`` (handlers, namespaces, lifecycle),
 ``rooms.engine`` (sessions and transports), ``rooms.input`` (what clients sent that broke
 the protocol: INFO, rate-limited), ``rooms.cluster``, ``rooms.brokers``, ``rooms.recovery``,
-``rooms.mailbox``.
+``rooms.mailbox``, ``rooms.presence``, ``rooms.admin``.
 """
 
 from __future__ import annotations
