@@ -242,6 +242,10 @@ async def test_several_sockets_of_one_key_merge_under_it_with_a_meta_each() -> N
         assert {meta["ref"] for metas in listed.values() for meta in metas} == refs
         assert listed["bob"] == [{"ref": listed["bob"][0]["ref"]}]  # no meta: the ref alone
         assert list(server.presence.list("kitchen")) == ["ada"]
+        # Keys are counted once however many sockets track them.
+        assert server.presence.count("lobby") == 2
+        assert server.presence.count("kitchen") == 1
+        assert server.presence.count("nowhere") == 0
 
 
 async def test_a_socket_that_disconnects_leaves_every_topic_by_itself() -> None:

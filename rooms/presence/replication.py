@@ -166,6 +166,8 @@ class Replication:
                 peer = self.peers.setdefault(uid, Peer())
                 if not peer.synced:
                     peer.asked_at = now
+        for uid in self.node.peers:  # one declared gone and back (a stall, a pause)
+            self.peers.setdefault(uid, Peer())
         for uid, peer in self.peers.items():
             if not peer.synced:
                 self._ask(uid, peer)

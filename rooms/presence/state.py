@@ -40,6 +40,10 @@ class State:
             return {}
         return {key: list(refs.values()) for key, refs in keys.items()}
 
+    def count(self, topic: str) -> int:
+        """How many keys ``topic`` has."""
+        return len(self.topics.get(topic, ()))
+
     def get(self, topic: str, key: str) -> Metas:
         refs = self.topics.get(topic, {}).get(key)
         return [] if refs is None else list(refs.values())

@@ -176,11 +176,18 @@ class Presence:
 
     def list(self, topic: str) -> Listing:
         """``{key: [meta, ...]}``: every entry of ``topic`` on every process, as this one
-        knows it (no request: cheap enough for every message). Each meta carries its
-        ``"ref"``; the dicts and lists are new, the metas are shared: do not change them.
-        Like every method here, for the event loop (handlers, async routes), not threads."""
+        knows it: no request to the others, so it costs what copying the listing does
+        (about 0.2-0.6 µs per entry: 2-6 ms for 10,000; ``get`` and ``count`` cost the same
+        whatever the size). Each meta carries its ``"ref"``; the dicts and lists are new,
+        the metas are shared: do not change them. Like every method here, for the event
+        loop (handlers, async routes), not threads."""
         self._start()
         return self.state.list(topic)
+
+    def count(self, topic: str) -> int:
+        """How many keys (users, say) ``topic`` has, on every process."""
+        self._start()
+        return self.state.count(topic)
 
     def get(self, topic: str, key: str) -> Metas:
         """The metas of ``key`` in ``topic`` (one per socket that tracks it)."""
