@@ -35,8 +35,10 @@ Each meta is the one given to ``track`` with the entry's ``"ref"`` added
 drops a key left with no meta. ``update`` is one diff: the old meta in ``leaves``, the new
 one (a new ref) in ``joins``. examples/presence.js does this in a few lines.
 
-Diffs are batched per topic: at most one per window per subscriber, holding every change of
-the window, and a join and a leave of one entry within a window cancel out. A subscriber is
+Diffs are batched per topic: a process gathers its own changes for a window, and sends
+those of another process (gathered there for a window) as soon as they arrive; so a
+subscriber gets at most one diff per topic per window from each process whose entries
+changed, and a join and a leave of one entry within a window cancel out. A subscriber is
 sent the state as the others' last diff left it, so the next diff applies to it as to them.
 Subscribers are in the room ``"rooms.presence:" + topic`` (a reserved prefix); every process
 sends diffs only to its own subscribers, for every change it learns, so none is sent twice.

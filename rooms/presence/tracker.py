@@ -82,6 +82,9 @@ class Presence:
         self._diffs: dict[str, Diff] = {}  # topic → this window's changes
         self._holdings = Holdings(self._disown)
         self._wake: anyio.Event | None = None
+        # This process's own changes wait a window (they are gathered); changes replicated
+        # from another process waited one there already, and go out at once.
+        self._gathering = False
         self._synced: anyio.Event | None = None
         self._group: object = None  # the server's task group the loop runs in
         node = self.server.node
@@ -294,6 +297,7 @@ class Presence:
         return diff
 
     def _own(self, topic: str, key: str, meta: Meta) -> None:
+        self._gathering = True
         self._add(self.uid, topic, key, meta)
         if self.replication is not None:
             self.replication.outbox.joined(topic, key, meta)
@@ -302,6 +306,7 @@ class Presence:
     def _disown(self, ref: str) -> None:
         if self.state.meta(self.uid, ref) is None:
             return
+        self._gathering = True
         self._remove(self.uid, ref)
         if self.replication is not None:
             self.replication.outbox.left(ref)
@@ -385,7 +390,9 @@ class Presence:
             with anyio.move_on_after(tick):
                 await self._wake.wait()
             if self._wake.is_set():
-                await anyio.sleep(self._batch_window)  # what changes meanwhile joins this batch
+                if self._gathering:  # what changes meanwhile joins this batch
+                    await anyio.sleep(self._batch_window)
+                self._gathering = False
                 self._wake = anyio.Event()
                 await self._flush()
 
