@@ -6,7 +6,6 @@ server_stats), what its actions do, and the same across two servers of a cluster
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 import socket as stdlib_socket
@@ -21,10 +20,11 @@ import anyio.lowlevel
 import pytest
 
 import rooms
-from rooms._types import ASGIApp, Message
+from rooms._types import ASGIApp
 from rooms.admin import INVALID_CREDENTIALS, Admin
 from rooms.protocol import socketio as sio
 from rooms.testing import Lifespan, TestClient
+from tests.asgi import RawWebSocket, request
 
 pytestmark = pytest.mark.anyio
 
@@ -612,95 +612,8 @@ async def test_an_admin_on_one_server_sees_and_disconnects_a_socket_of_the_other
     assert gone[0] == "/" and gone[2] == "server namespace disconnect"
 
 
-# --------------------------------------------------------------------------- bare ASGI
-
-
 async def http(app: ASGIApp, method: str, query: str, body: str = "") -> str:
     """One long-polling request to ``app``: the response body as text (status 200)."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": "/socket.io/",
-        "raw_path": b"/socket.io/",
-        "query_string": query.encode(),
-        "headers": [(b"host", b"testserver"), (b"content-type", b"text/plain;charset=UTF-8")],
-        "client": ("127.0.0.1", 50002),
-        "server": ("testserver", 80),
-    }
-    request: list[Message] = [{"type": "http.request", "body": body.encode(), "more_body": False}]
-    status, chunks = 0, []
-
-    async def receive() -> Message:
-        if request:
-            return request.pop()
-        await anyio.sleep_forever()
-        raise AssertionError("unreachable")
-
-    async def send(message: Message) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
-
-    with anyio.fail_after(10):
-        await app(scope, receive, send)
-    text = b"".join(chunks).decode()
+    status, text = await request(app, method, "/socket.io/", query, body)
     assert status == 200, text
     return text
-
-
-class RawWebSocket:
-    """A websocket to ``app`` joining a polling session (TestClient opens its own)."""
-
-    def __init__(self, app: ASGIApp, query: str) -> None:
-        self.app = app
-        self.scope = {
-            "type": "websocket",
-            "asgi": {"version": "3.0"},
-            "scheme": "ws",
-            "path": "/socket.io/",
-            "raw_path": b"/socket.io/",
-            "query_string": query.encode(),
-            "headers": [(b"host", b"testserver")],
-            "client": ("127.0.0.1", 50003),
-            "server": ("testserver", 80),
-            "subprotocols": [],
-        }
-        self._to_app, self._receive = anyio.create_memory_object_stream[Message](math.inf)
-        self._send, self._from_app = anyio.create_memory_object_stream[Message](math.inf)
-
-    async def __aenter__(self) -> RawWebSocket:
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        self._tg.start_soon(self._run)
-        await self._to_app.send({"type": "websocket.connect"})
-        with anyio.fail_after(10):
-            accepted = await self._from_app.receive()
-        assert accepted["type"] == "websocket.accept", accepted
-        return self
-
-    async def _run(self) -> None:
-        with self._send:
-            await self.app(self.scope, self._receive.receive, self._send.send)
-
-    async def send(self, text: str) -> None:
-        await self._to_app.send({"type": "websocket.receive", "text": text})
-
-    async def receive(self) -> str:
-        with anyio.fail_after(10):
-            message = await self._from_app.receive()
-        assert message["type"] == "websocket.send", message
-        return str(message["text"])
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._to_app.send({"type": "websocket.disconnect", "code": 1000})
-        with anyio.fail_after(10):
-            async for _ in self._from_app:
-                pass
-        await self._tg.__aexit__(None, None, None)
-        for stream in (self._to_app, self._receive, self._from_app):
-            stream.close()

@@ -9,7 +9,6 @@ what a scrape answers, parsed the way Prometheus parses it. Sessions run in proc
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import sys
@@ -30,10 +29,10 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 import rooms
-from rooms._types import ASGIApp, Message
+from rooms._types import ASGIApp
 from rooms.metrics import Metrics
 from rooms.testing import Lifespan, TestClient
-from tests.apps.metrics import get
+from tests.asgi import RawWebSocket, request
 from tests.conftest import ROOT, run_process
 
 pytestmark = pytest.mark.anyio
@@ -73,7 +72,7 @@ class Scrape:
 
 async def scrape(app: ASGIApp, path: str = "/metrics") -> Scrape:
     """GET ``path`` from ``app`` as Prometheus would, and parse the answer."""
-    status, text = await get(app, path)
+    status, text = await request(app, "GET", path)
     assert status == 200, text
     return Scrape(text)
 
@@ -217,7 +216,7 @@ async def test_an_upgrade_from_polling_moves_the_connection_to_the_websocket_gau
     departures = Departures(server)
     async with serving(server) as served:
         # The Engine.IO handshake on long-polling...
-        status, opened = await get(served.app, "/socket.io/", "EIO=4&transport=polling")
+        status, opened = await request(served.app, "GET", "/socket.io/", "EIO=4&transport=polling")
         assert status == 200 and opened.startswith("0{"), opened
         sid = re.search(r'"sid":"([^"]+)"', opened)
         assert sid is not None
@@ -244,61 +243,6 @@ async def test_an_upgrade_from_polling_moves_the_connection_to_the_websocket_gau
     assert closed("rooms_connections", transport="polling") == 0
     assert closed("rooms_connections", transport="websocket") == 0
     assert closed("rooms_disconnects_total", namespace="/", reason="transport close") == 1
-
-
-class RawWebSocket:
-    """A websocket to ``app`` over bare ASGI messages (TestClient only opens sessions on a
-    websocket; an upgrade needs one that joins a polling session)."""
-
-    def __init__(self, app: ASGIApp, query: str) -> None:
-        self.app = app
-        self.scope = {
-            "type": "websocket",
-            "asgi": {"version": "3.0"},
-            "scheme": "ws",
-            "path": "/socket.io/",
-            "raw_path": b"/socket.io/",
-            "query_string": query.encode(),
-            "headers": [(b"host", b"testserver")],
-            "client": ("127.0.0.1", 50001),
-            "server": ("testserver", 80),
-            "subprotocols": [],
-        }
-        self._to_app, self._app_receive = anyio.create_memory_object_stream[Message](math.inf)
-        self._app_send, self._from_app = anyio.create_memory_object_stream[Message](math.inf)
-
-    async def __aenter__(self) -> RawWebSocket:
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        self._tg.start_soon(self._run)
-        await self._to_app.send({"type": "websocket.connect"})
-        with anyio.fail_after(10):
-            accepted = await self._from_app.receive()
-        assert accepted["type"] == "websocket.accept", accepted
-        return self
-
-    async def _run(self) -> None:
-        with self._app_send:
-            await self.app(self.scope, self._app_receive.receive, self._app_send.send)
-
-    async def send(self, text: str) -> None:
-        await self._to_app.send({"type": "websocket.receive", "text": text})
-
-    async def receive(self) -> str:
-        with anyio.fail_after(10):
-            message = await self._from_app.receive()
-        assert message["type"] == "websocket.send", message
-        return str(message["text"])
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        # The client goes away; the app returns once the server has closed the session.
-        await self._to_app.send({"type": "websocket.disconnect", "code": 1000})
-        with anyio.fail_after(10):
-            async for _ in self._from_app:
-                pass
-        await self._tg.__aexit__(None, None, None)
-        for stream in (self._to_app, self._app_receive, self._from_app):
-            stream.close()
 
 
 # --------------------------------------------------------------------------- packets

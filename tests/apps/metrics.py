@@ -17,9 +17,9 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 import rooms
-from rooms._types import ASGIApp, Message
 from rooms.metrics import Metrics
 from rooms.testing import Lifespan, TestClient
+from tests.asgi import request
 
 
 async def session() -> str:
@@ -41,53 +41,9 @@ async def _serve_one_session(app: Starlette) -> str:
             assert await client.call("echo", 1) == 1
             await client.close()
             await client.wait_disconnected()
-        status, text = await get(app, "/metrics")
+        status, text = await request(app, "GET", "/metrics")
     assert status == 200, text
     return text
-
-
-async def get(app: ASGIApp, path: str, query: str = "") -> tuple[int, str]:
-    """GET ``path`` from ``app`` over bare ASGI: the status and the body, as text. (Not
-    httpx's ASGITransport: on trio it leaves its request stream unfinished for an app that
-    reads the request once, as prometheus_client's does, and trio warns.)"""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": query.encode(),
-        "headers": [(b"host", b"testserver")],
-        "client": ("127.0.0.1", 50002),
-        "server": ("testserver", 80),
-    }
-    requested = False
-    responded = anyio.Event()
-    status, body = 0, b""
-
-    async def receive() -> Message:
-        nonlocal requested
-        if not requested:
-            requested = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await responded.wait()  # as a client does, it hangs up once it has the response
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        nonlocal status, body
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                responded.set()
-
-    with anyio.fail_after(10):
-        await app(scope, receive, send)
-    return status, body.decode()
 
 
 def main() -> None:
