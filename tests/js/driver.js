@@ -24,12 +24,7 @@
 
 const readline = require("readline");
 const { io } = require("socket.io-client");
-
-const MODES = {
-  default: {},
-  websocket: { transports: ["websocket"] },
-  polling: { transports: ["polling"] },
-};
+const { MODES, within } = require("./lib.js");
 
 const clients = new Map();
 
@@ -37,22 +32,6 @@ function client(name) {
   const entry = clients.get(name);
   if (!entry) throw new Error(`expected a connected client named ${name}, got none`);
   return entry;
-}
-
-function within(ms, what, executor) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`expected ${what} within ${ms} ms`)), ms);
-    executor(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (err) => {
-        clearTimeout(timer);
-        reject(err);
-      },
-    );
-  });
 }
 
 /** Binary as {"$bin": hex}, so the Python side can recognise it. */

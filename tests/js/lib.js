@@ -67,6 +67,23 @@ function once(emitter, event, ms = 5000) {
   });
 }
 
+/** A promise as `new Promise(executor)` would make, rejected if not settled within `ms`. */
+function within(ms, what, executor) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`expected ${what} within ${ms} ms`)), ms);
+    executor(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}
+
 /** Resolve when the socket connects or is refused, whichever comes first; reject after `ms`. */
 function outcome(socket, ms) {
   return new Promise((resolve, reject) => {
@@ -151,6 +168,7 @@ function main(scenario) {
 }
 
 module.exports = {
+  MODES,
   ack,
   args,
   client,
@@ -164,4 +182,5 @@ module.exports = {
   refused,
   step,
   view,
+  within,
 };

@@ -24,13 +24,9 @@
 const path = require("path");
 const readline = require("readline");
 const { io } = require("socket.io-client");
+const { MODES, within } = require("./lib.js");
 const { syncPresence } = require(path.join(__dirname, "..", "..", "examples", "presence.js"));
 
-const MODES = {
-  default: {},
-  websocket: { transports: ["websocket"] },
-  polling: { transports: ["polling"] },
-};
 const PRESENCE_EVENTS = new Set(["presence_state", "presence_diff"]);
 
 const sockets = new Map(); // name → {socket, synced: Set of topics}
@@ -43,22 +39,6 @@ function entry(name) {
   const found = sockets.get(name);
   if (!found) throw new Error(`expected a connected socket named ${name}, got none`);
   return found;
-}
-
-function within(ms, what, executor) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`expected ${what} within ${ms} ms`)), ms);
-    executor(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (err) => {
-        clearTimeout(timer);
-        reject(err);
-      },
-    );
-  });
 }
 
 function ack(socket, event, ...args) {
