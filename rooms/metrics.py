@@ -88,6 +88,9 @@ class Metrics(Observer):
         def counter(name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
             return Counter(f"{p}_{name}", doc, labels, registry=r)
 
+        def histogram(name: str, doc: str, buckets: Sequence[float]) -> Histogram:
+            return Histogram(f"{p}_{name}", doc, buckets=buckets, registry=r)
+
         def gauge(name: str, doc: str, labels: Sequence[str] = (), mode: Mode = "livesum") -> Gauge:
             return Gauge(f"{p}_{name}", doc, labels, registry=r, multiprocess_mode=mode)
 
@@ -102,17 +105,11 @@ class Metrics(Observer):
         self.bytes_received = counter("received_bytes", "Bytes from clients", ["type"])
         self.packets_sent = counter("packets_sent", "Packets queued for clients", ["type"])
         self.bytes_sent = counter("sent_bytes", "Bytes queued for clients", ["type"])
-        self.fanout = Histogram(
-            f"{p}_broadcast_recipients",
-            "Local sockets each broadcast reached",
-            buckets=_FANOUT_BUCKETS,
-            registry=r,
+        self.fanout = histogram(
+            "broadcast_recipients", "Local sockets each broadcast reached", _FANOUT_BUCKETS
         )
-        self.ack_latency = Histogram(
-            f"{p}_ack_latency_seconds",
-            "From an emit_with_ack to its ack",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.ack_latency = histogram(
+            "ack_latency_seconds", "From an emit_with_ack to its ack", _LATENCY_BUCKETS
         )
         self.ack_timeouts = counter("ack_timeouts", "emit_with_ack calls that timed out")
         self.handler_errors = counter(
@@ -130,21 +127,19 @@ class Metrics(Observer):
         self.broker_reconnects = counter("broker_reconnects", "Times the broker reconnected")
         self.broker_up = gauge("broker_up", "1 while the cluster is joined", mode="livemin")
         self.peers = gauge("cluster_peers", "Other processes alive", mode="livemax")
-        self.request_latency = Histogram(
-            f"{p}_cluster_request_seconds",
+        self.request_latency = histogram(
+            "cluster_request_seconds",
             "Requests to every other process, until all answered",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+            _LATENCY_BUCKETS,
         )
         self.request_timeouts = counter("cluster_request_timeouts", "Cluster requests timed out")
         self.recovery_attempts = counter("recovery_attempts", "CONNECTs asking to recover")
         self.recovery_successes = counter("recovery_successes", "Sockets recovered")
         self.recovery_replayed = counter("recovery_replayed_packets", "Packets replayed")
-        self.mail_waiting_at_connect = Histogram(
-            f"{p}_mailbox_waiting",
+        self.mail_waiting_at_connect = histogram(
+            "mailbox_waiting",
             "Messages waiting for an identity as its socket connects (up to 64)",
-            buckets=_WAITING_BUCKETS,
-            registry=r,
+            _WAITING_BUCKETS,
         )
         self.mail_delivered = counter("mailbox_delivered", "Mailbox messages sent to clients")
         self.mail_acked = counter("mailbox_acked", "Mailbox messages acknowledged")
